@@ -1,0 +1,283 @@
+"""Run properties on a rule with Hypothesis and collect the results."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import hypothesis
+import numpy as np
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+from hypothesis.errors import FailedHealthCheck, HypothesisException, Unsatisfiable
+
+from vjpcheck._errors import InvalidSpec, RuleMismatch
+from vjpcheck._properties import PROPERTIES, Context, Stats
+from vjpcheck._rules import Rule, _normalise_dtypes, default_registry
+from vjpcheck._strategies import ShapeOptions
+
+PASSED, FAILED, ERROR, NOT_APPLICABLE = "passed", "failed", "error", "not applicable"
+_BLOB = re.compile(r"@reproduce_failure\((?P<version>'[^']*'|\"[^\"]*\"), (?P<blob>b'[^']*'|b\"[^\"]*\")\)")
+
+
+@dataclasses.dataclass
+class PropertyResult:
+    """The outcome of one property on one rule, over all its dtypes."""
+
+    rule: Rule
+    property: str
+    outcome: str
+    dtypes: tuple[np.dtype, ...] = ()
+    examples: int = 0
+    discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    worst_ratio: float = 0.0
+    seconds: float = 0.0
+    message: str = ""
+    exception: BaseException | None = None
+
+
+@dataclasses.dataclass
+class CheckReport:
+    """The results of `check` on one rule; truthy when every property passed."""
+
+    rule: Rule
+    results: list[PropertyResult]
+
+    @property
+    def failures(self) -> list[PropertyResult]:
+        return [r for r in self.results if r.outcome in (FAILED, ERROR)]
+
+    def __bool__(self) -> bool:
+        return not self.failures
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    max_examples: int | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    shapes: ShapeOptions = ShapeOptions()
+    max_links: int = 5
+    settings: hypothesis.settings | None = None
+    reproduce_failure: tuple[str, bytes] | None = None
+    seed: int | None = None
+
+
+def check(
+    rule: Rule,
+    *,
+    properties: Iterable[str] | None = None,
+    max_examples: int | None = None,
+    dtypes: Sequence[Any] | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
+    pool: Iterable[Rule] | None = None,
+    min_side: int = 1,
+    max_side: int = 4,
+    distinct_dims: bool = True,
+    max_links: int = 5,
+    settings: hypothesis.settings | None = None,
+    reproduce_failure: tuple[str, bytes] | None = None,
+) -> CheckReport:
+    """Check a rule's VJP with every property (or those named) and every dtype.
+
+    Args:
+      rule: a `Rule` from `rule`, `register` or `chain`.
+      properties: names from `PROPERTIES` (default: all).
+      max_examples: Hypothesis examples per property and dtype (default: the active
+        Hypothesis settings profile's ``max_examples``).
+      dtypes: dtypes to check (default: the rule's, float32 and float64 unless set).
+      rtol, atol: tolerance overrides for this call; see the error model in the docs.
+      pool: rules that `composition` may chain with (default: the rule's registry).
+      min_side, max_side: bounds on drawn core dimension sizes.
+      distinct_dims: draw different sizes for differently named dimensions.
+      max_links: longest chain that `composition` draws.
+      settings: Hypothesis settings to start from (default: the active profile).
+      reproduce_failure: ``(version, blob)`` from a failure report, to replay it.
+
+    Returns:
+      A `CheckReport` when every property passed or does not apply.
+
+    Raises:
+      RuleMismatch: a property failed; the message holds every failure report.
+      InvalidSpec: the call or the rule's declaration is invalid.
+
+    >>> # report = vjpcheck.check(linear, max_examples=50)
+    """
+    report = check_report(
+        rule,
+        properties=properties,
+        dtypes=dtypes,
+        pool=pool,
+        options=RunOptions(
+            max_examples=max_examples,
+            rtol=rtol,
+            atol=atol,
+            shapes=ShapeOptions(min_side=min_side, max_side=max_side, distinct_dims=distinct_dims),
+            max_links=max_links,
+            settings=settings,
+            reproduce_failure=reproduce_failure,
+        ),
+    )
+    failed = [r for r in report.results if r.outcome == FAILED]
+    errors = [r for r in report.results if r.outcome == ERROR]
+    if len(failed) + len(errors) == 1 and (failed or errors)[0].exception is not None:
+        raise (failed or errors)[0].exception
+    if failed or errors:
+        text = "\n\n".join(r.message for r in failed + errors)
+        raise RuleMismatch(f"{len(failed) + len(errors)} properties of rule {rule.name!r} failed.\n\n{text}")
+    return report
+
+
+def check_report(
+    rule: Rule,
+    *,
+    properties: Iterable[str] | None = None,
+    dtypes: Sequence[Any] | None = None,
+    pool: Iterable[Rule] | None = None,
+    options: RunOptions = RunOptions(),
+) -> CheckReport:
+    """Like `check`, but return every result, failures included, without raising."""
+    if not isinstance(rule, Rule):
+        raise InvalidSpec(
+            f"check() takes a vjpcheck rule, not {rule!r}; declare it with "
+            "@vjpcheck.rule(...) or vjpcheck.register(fn, signature)."
+        )
+    names = select_properties(properties)
+    dtypes = _normalise_dtypes(dtypes, rule.name) if dtypes is not None else rule.dtypes
+    pool = list(pool) if pool is not None else list(rule.registry)
+    if rule.missing:
+        raise InvalidSpec(rule.missing)
+    results = [run_property(rule, name, dtypes=dtypes, pool=pool, options=options) for name in names]
+    return CheckReport(rule=rule, results=results)
+
+
+def select_properties(properties: Iterable[str] | None) -> list[str]:
+    if properties is None:
+        return list(PROPERTIES)
+    if isinstance(properties, str):
+        properties = [properties]
+    names = list(properties)
+    unknown = [n for n in names if n not in PROPERTIES]
+    if unknown:
+        raise InvalidSpec(f"unknown properties {unknown}; choose from {list(PROPERTIES)}.")
+    return names
+
+
+def run_property(rule: Rule, name: str, *, dtypes: Sequence[np.dtype], pool: Sequence[Rule], options: RunOptions) -> PropertyResult:
+    """Run one property for every dtype; stop at the first dtype that fails."""
+    prop = PROPERTIES[name]
+    reason = prop.not_applicable(rule, pool)
+    if reason:
+        return PropertyResult(rule, name, NOT_APPLICABLE, tuple(dtypes), message=reason)
+    result = PropertyResult(rule, name, PASSED, tuple(dtypes))
+    start = time.perf_counter()
+    for dtype in dtypes:
+        stats = Stats()
+        ctx = Context(
+            rule=rule, dtype=dtype, shapes=options.shapes, rtol=options.rtol,
+            atol=options.atol, pool=pool, max_links=options.max_links, stats=stats,
+        )
+        outcome, message, exception = _run_hypothesis(ctx, name, options)
+        result.examples += stats.examples
+        result.discarded.update(stats.discarded)
+        result.worst_ratio = max(result.worst_ratio, stats.worst_ratio)
+        if outcome != PASSED:
+            result.outcome, result.message, result.exception = outcome, message, exception
+            break
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
+    parent = options.settings or hypothesis.settings()
+    overrides: dict[str, Any] = {
+        "deadline": None,
+        "print_blob": True,
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors],
+    }
+    if options.max_examples is not None:
+        overrides["max_examples"] = options.max_examples
+    return hypothesis.settings(parent, **overrides)
+
+
+def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, str, BaseException | None]:
+    prop = PROPERTIES[name]
+
+    def test(data):
+        prop.run(ctx, data)
+
+    # Hypothesis keys its example database on the test function's source, which is the
+    # same for every rule, so each rule, property and dtype adds its own key.
+    test._hypothesis_internal_add_digest = (
+        f"vjpcheck:{ctx.rule.name}:{ctx.rule.location}:{name}:{ctx.dtype.name}".encode()
+    )
+    # Hypothesis prints this name in the falsifying example, so it says what ran.
+    test.__name__ = test.__qualname__ = re.sub(r"\W", "_", f"{ctx.rule.name}__{name}__{ctx.dtype.name}")
+    runner = given(st.data())(test)
+    runner = _hypothesis_settings(options)(runner)
+    if options.reproduce_failure is not None:
+        runner = hypothesis.reproduce_failure(*options.reproduce_failure)(runner)
+    if options.seed is not None:
+        runner = hypothesis.seed(options.seed)(runner)
+    try:
+        runner()
+    except RuleMismatch as error:
+        return FAILED, _with_notes(error, ctx, name), error
+    except (FailedHealthCheck, Unsatisfiable) as error:
+        message = _discard_message(ctx, name, error)
+        return ERROR, message, InvalidSpec(message)
+    except InvalidSpec as error:
+        return ERROR, _with_notes(error, ctx, name), error
+    except HypothesisException as error:
+        message = f"Hypothesis stopped property {name!r} of rule {ctx.rule.name!r} in {ctx.dtype.name}: {error}"
+        return ERROR, _with_notes(error, ctx, name, message), error
+    except Exception as error:  # the rule, the primal or the reference raised
+        text = f"{type(error).__name__}: {error}"
+        message = (
+            f"Rule {ctx.rule.name!r} ({ctx.rule.location}) raised an error during property "
+            f"{name!r} in {ctx.dtype.name}:\n{text}"
+        )
+        return ERROR, _with_notes(error, ctx, name, message), error
+    return PASSED, "", None
+
+
+def _with_notes(error: BaseException, ctx: Context, name: str, message: str | None = None) -> str:
+    notes = list(getattr(error, "__notes__", []))
+    text = message if message is not None else str(error)
+    lines = [text, *notes]
+    replay = _replay_line(ctx, name, notes)
+    if replay:
+        lines.append(replay)
+    return "\n".join(lines)
+
+
+def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
+    for note in notes:
+        match = _BLOB.search(note)
+        if match:
+            return (
+                f"To replay this example: vjpcheck.check({ctx.rule.name}, properties="
+                f"[{name!r}], dtypes=[{ctx.dtype.name!r}], reproduce_failure=("
+                f"{match['version']}, {match['blob']}))"
+            )
+    return None
+
+
+def _discard_message(ctx: Context, name: str, error: BaseException) -> str:
+    reasons = ", ".join(f"{count} x {reason}" for reason, count in ctx.stats.discarded.most_common())
+    return (
+        f"Rule {ctx.rule.name!r} ({ctx.rule.location}): property {name!r} in "
+        f"{ctx.dtype.name} could not draw enough valid examples "
+        f"({ctx.stats.examples} ran; discarded: {reasons or 'none recorded'}). "
+        f"Widen the specs so that fewer draws are discarded.\nHypothesis: {error}"
+    )
+
+
+def registered_rules() -> list[Rule]:
+    """The rules in `default_registry`, in the order they were declared."""
+    return list(default_registry)

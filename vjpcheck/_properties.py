@@ -1,0 +1,380 @@
+"""One function per property. Each draws an example, computes, compares and reports.
+
+Every value property runs the rule in the dtype under test in one jitted call and the
+float64 truth in another, both cached per rule so that JAX compiles once per shape.
+The rule runs with the user's own 64-bit setting (turned on only for float64), because
+a rule that builds constants with ``jnp.ones`` gets float64 constants under 64-bit mode
+and would then fail a check it passes in the user's code.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hypothesis
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis.strategies import DataObject
+
+from vjpcheck import _numerics as num
+from vjpcheck._chains import Chain, chain_partners, describe_chain_search, draw_chain
+from vjpcheck._errors import InvalidSpec, RuleMismatch
+from vjpcheck import _kernels as kernels
+from vjpcheck._report import describe_inputs, failure_header, mismatch_details, scalar_details, short_array
+from vjpcheck._rules import Rule
+from vjpcheck._strategies import Example, ShapeOptions, draw_cotangent, draw_example, draw_tangents
+
+# Largest explicit Jacobian (output size times input size) that `flattening` builds.
+FLATTENING_LIMIT = 1 << 16
+# Finite differences that disagree with themselves (steps h and 2h) by more than this
+# fraction of the scale crossed a kink or a discontinuity and cannot judge the rule.
+FD_INCONCLUSIVE = 1e-3
+# Intermediate values closer to a kink than this many epsilons of the dtype, relative
+# to their largest magnitude, may sit on different sides of it in float64 and the dtype.
+INTERMEDIATE_KINK_EPS = 1024.0
+
+
+@dataclasses.dataclass
+class Stats:
+    """What one property run saw: examples, discards by reason, worst error ratio."""
+
+    examples: int = 0
+    discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    worst_ratio: float = 0.0
+
+    def record(self, ratio: float) -> None:
+        self.examples += 1
+        self.worst_ratio = max(self.worst_ratio, ratio)
+
+    def discard(self, reason: str) -> None:
+        self.discarded[reason] += 1
+        hypothesis.reject()
+
+
+@dataclasses.dataclass
+class Context:
+    """Everything a property needs for one rule and one dtype."""
+
+    rule: Rule
+    dtype: np.dtype
+    shapes: ShapeOptions
+    rtol: float | None
+    atol: float | None
+    pool: Sequence[Rule]
+    max_links: int
+    stats: Stats
+
+
+@dataclasses.dataclass(frozen=True)
+class Property:
+    name: str
+    sentence: str
+    run: Callable[[Context, DataObject], None]
+    not_applicable: Callable[[Rule, Sequence[Rule]], str | None]
+
+
+# ----------------------------------------------------------------------------------
+# Shared steps
+
+
+def _require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: str) -> None:
+    problems = kernels.structure_problems(rule, example.primals, cotangent, ctx.dtype, example.output_shape)
+    if problems:
+        raise RuleMismatch(header + "\n" + "\n".join(problems))
+
+
+def _check_kinks(ctx: Context, pulled: kernels.Pullbacks) -> None:
+    """Discard an example whose intermediate values reach a kink of a later link.
+
+    Near a kink the value in the dtype under test and the value in float64 may fall on
+    different sides of it, where the derivatives differ and neither side is wrong.
+    """
+    eps = float(np.finfo(ctx.dtype).eps)
+    for low, high, points in pulled.kinks:
+        low = np.asarray(low, np.float64)
+        high = np.asarray(high, np.float64)
+        margin = INTERMEDIATE_KINK_EPS * eps * max(1.0, float(np.max(np.abs(high), initial=0.0)))
+        for kink in points:
+            near = (np.abs(high - kink) <= margin) | (np.abs(low - kink) <= margin)
+            split = np.sign(high - kink) != np.sign(low - kink)
+            if np.any(near | split):
+                ctx.stats.discard("intermediate value at a kink")
+
+
+def _header(ctx: Context, rule: Rule, prop: Property, example: Example, extra: str = "") -> str:
+    subject = ctx.rule
+    inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
+    header = failure_header(subject.name, subject.location, prop.name, prop.sentence, inputs)
+    return header + (f"\n{extra}" if extra else "")
+
+
+def _tolerance(ctx: Context, autodiff_error: float) -> num.Tolerance:
+    if ctx.rtol is not None or ctx.atol is not None:
+        rtol, atol, origin = ctx.rtol, ctx.atol, "set by check(rtol=..., atol=...)"
+    else:
+        rtol, atol, origin = ctx.rule.rtol, ctx.rule.atol, f"set on rule {ctx.rule.name!r}"
+    return num.choose_tolerance(ctx.dtype, autodiff_error, rtol=rtol, atol=atol, override_origin=origin)
+
+
+def _judge_cotangents(ctx, rule, header, obtained, expected, scales, autodiff, indices) -> None:
+    """Compare each input's cotangent elementwise; raise one report for all that differ."""
+    failures, worst = [], 0.0
+    for k, i in enumerate(indices):
+        truth = np.asarray(expected[k], np.float64)
+        scale = scales[k]
+        autodiff_error = num.relative_error(autodiff[k], truth, scale)
+        tolerance = _tolerance(ctx, autodiff_error)
+        comparison = num.compare(obtained[k], truth, tolerance.bound(scale))
+        worst = max(worst, comparison.worst_ratio)
+        if comparison.count:
+            label = f"Cotangent for {rule.arg_names[i]!r} (input {i})"
+            failures.append(mismatch_details(label, comparison, tolerance))
+    if failures:
+        raise RuleMismatch(header + "\n" + "\n".join(failures))
+    ctx.stats.record(worst)
+
+
+def _pullbacks(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray) -> kernels.Pullbacks:
+    pulled = kernels.pullbacks(rule, ctx.dtype, example.primals, cotangent)
+    _check_kinks(ctx, pulled)
+    for truth in pulled.expected or []:
+        if not np.all(np.isfinite(np.asarray(truth))):
+            ctx.stats.discard("reference cotangent not finite")
+    # Where JAX's own autodiff overflows in float32, the input is outside what float32
+    # can differentiate; judging the rule there is the job of wider tolerances.
+    for approx in pulled.autodiff or []:
+        if not np.all(np.isfinite(np.asarray(approx))):
+            ctx.stats.discard(f"JAX's own {num.AUTODIFF_DTYPE.name} autodiff not finite")
+    return pulled
+
+
+def _compare_with_autodiff(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, prop: Property, extra: str = "") -> None:
+    header = _header(ctx, rule, prop, example, extra)
+    _require_structure(ctx, rule, example, cotangent, header)
+    pulled = _pullbacks(ctx, rule, example, cotangent)
+    _judge_cotangents(ctx, rule, header, pulled.obtained, pulled.expected, pulled.scales(), pulled.autodiff, rule.float_inputs)
+
+
+# ----------------------------------------------------------------------------------
+# The properties
+
+
+def _structure(ctx: Context, data: DataObject) -> None:
+    example = draw_example(data, ctx.rule, ctx.dtype, ctx.shapes)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    _require_structure(ctx, ctx.rule, example, cotangent, _header(ctx, ctx.rule, STRUCTURE, example))
+    ctx.stats.record(0.0)
+
+
+def _matches_autodiff(ctx: Context, data: DataObject) -> None:
+    example = draw_example(data, ctx.rule, ctx.dtype, ctx.shapes)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    _compare_with_autodiff(ctx, ctx.rule, example, cotangent, MATCHES_AUTODIFF)
+
+
+def _adjoint(ctx: Context, data: DataObject) -> None:
+    rule = ctx.rule
+    example = draw_example(data, rule, ctx.dtype, ctx.shapes)
+    tangents = draw_tangents(data, rule, example, ctx.dtype)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    header = _header(ctx, rule, ADJOINT, example)
+    _require_structure(ctx, rule, example, cotangent, header)
+
+    pulled = _pullbacks(ctx, rule, example, cotangent)
+    with num.truth_mode():
+        high = num.cast_floats(example.primals, np.float64)
+    tangents = tuple(np.asarray(t, np.float64) for t in tangents)
+    step = num.fd_step([high[i] for i in rule.float_inputs], tangents)
+    with num.truth_mode():
+        truth = kernels.adjoint_kernel(rule)(high, tangents, np.asarray(cotangent, np.float64), step)
+
+    obtained = _pair(tangents, pulled.obtained)
+    failures, ratios = [], [0.0]
+    if rule.reference is not None:
+        scale = sum(float(np.vdot(np.abs(t), s)) for t, s in zip(tangents, pulled.scales()))
+        forward = float(truth["jvp"])
+        autodiff = _pair(tangents, pulled.autodiff)
+        autodiff_error = abs(autodiff - forward) / scale if scale > 0 and np.isfinite(autodiff) else 0.0
+        tolerance = _tolerance(ctx, autodiff_error)
+        bound = float(tolerance.bound(np.float64(scale)))
+        ratios.append(_ratio(obtained, forward, bound))
+        if not abs(obtained - forward) <= bound:
+            failures.append(scalar_details(
+                "Forward mode: sum_i <H_i, G_i> against <U, Df(X)[H]> from jax.jvp",
+                obtained, forward, bound, tolerance,
+            ))
+    else:
+        scale = sum(
+            float(np.vdot(np.abs(t), np.asarray(s, np.float64)))
+            for t, s in zip(tangents, pulled.obtained_sizes)
+        )
+        tolerance = _tolerance(ctx, 0.0)
+        bound = float(tolerance.bound(np.float64(scale)))
+
+    failure, ratio = _judge_finite_differences(ctx, truth, obtained, scale, bound, step)
+    ratios.append(ratio)
+    if failure:
+        failures.append(failure)
+    if failures:
+        raise RuleMismatch(header + "\n" + "\n".join(failures))
+    ctx.stats.record(max(ratios))
+
+
+def _pair(tangents: Sequence[np.ndarray], cotangents: Sequence[Any]) -> float:
+    """sum_i <H_i, G_i>, in float64."""
+    return float(sum(np.vdot(t, np.asarray(g, np.float64)) for t, g in zip(tangents, cotangents)))
+
+
+def _judge_finite_differences(ctx: Context, truth: dict, obtained: float, scale: float, bound: float, step: float) -> tuple[str | None, float]:
+    """Compare sum_i <H_i, G_i> with central differences, whose own error widens the bound."""
+    fd, fd_2h = float(truth["fd"]), float(truth["fd_2h"])
+    if not (np.isfinite(fd) and np.isfinite(fd_2h)):
+        ctx.stats.discard("finite differences not finite")
+    disagreement = abs(fd - fd_2h)
+    if disagreement > FD_INCONCLUSIVE * max(scale, abs(fd), np.finfo(np.float64).tiny):
+        ctx.stats.discard("finite differences inconclusive")
+    # The step-h quotient is off by about (quotient(2h) - quotient(h)) / 3 from truncation.
+    fd_bound = bound + disagreement + 4 * float(truth["rounding"])
+    ratio = _ratio(obtained, fd, fd_bound)
+    if abs(obtained - fd) <= fd_bound:
+        return None, ratio
+    tolerance = num.Tolerance(
+        rtol=fd_bound / scale if scale > 0 else 0.0,
+        atol=0.0,
+        origin=(
+            f"central differences with steps {step:.3g} and {2 * step:.3g}, which differ "
+            f"by {disagreement:.3g}"
+        ),
+    )
+    text = scalar_details(
+        "Finite differences: sum_i <H_i, G_i> against <U, (f(X + hH) - f(X - hH)) / 2h>",
+        obtained, fd, fd_bound, tolerance,
+    )
+    return text, ratio
+
+
+def _ratio(obtained: float, expected: float, bound: float) -> float:
+    error = abs(obtained - expected)
+    if not np.isfinite(error):
+        return float("inf")
+    return error / bound if bound > 0 else (0.0 if error == 0 else float("inf"))
+
+
+def _matrix_inputs(rule: Rule) -> list[int]:
+    return [i for i in rule.float_inputs if len(rule.signature.inputs[i]) == 2]
+
+
+def _flattening(ctx: Context, data: DataObject) -> None:
+    rule = ctx.rule
+    example = draw_example(data, rule, ctx.dtype, ctx.shapes)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    header = _header(ctx, rule, FLATTENING, example)
+    _require_structure(ctx, rule, example, cotangent, header)
+    out_size = int(np.prod(example.output_shape))
+    matrices = [i for i in _matrix_inputs(rule) if out_size * example.primals[i].size <= FLATTENING_LIMIT]
+    if not matrices:
+        ctx.stats.discard("Jacobian too large to build")
+
+    pulled = _pullbacks(ctx, rule, example, cotangent)
+    with num.truth_mode():
+        high = num.cast_floats(example.primals, np.float64)
+        expected = [
+            kernels.flattening_kernel(rule, i)(high, np.asarray(cotangent, np.float64))
+            for i in matrices
+        ]
+    positions = [rule.float_inputs.index(i) for i in matrices]
+    scales = pulled.scales()
+    _judge_cotangents(
+        ctx, rule, header,
+        [pulled.obtained[p] for p in positions], expected, [scales[p] for p in positions],
+        [pulled.autodiff[p] for p in positions], matrices,
+    )
+
+
+def _composition(ctx: Context, data: DataObject) -> None:
+    chain = draw_chain(data, ctx.rule, _with_reference(ctx.pool), ctx.dtype, ctx.max_links)
+    example = draw_example(data, chain, ctx.dtype, ctx.shapes)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    extra = f"Chain: {chain.name}"
+    _compare_with_autodiff(ctx, chain, example, cotangent, COMPOSITION, extra)
+
+
+# ----------------------------------------------------------------------------------
+# Applicability
+
+
+def _needs_reference(rule: Rule, pool: Sequence[Rule]) -> str | None:
+    if rule.reference is None:
+        return "the rule declares no reference (reference=None)"
+    return None
+
+
+def _needs_matrix(rule: Rule, pool: Sequence[Rule]) -> str | None:
+    return _needs_reference(rule, pool) or (None if _matrix_inputs(rule) else "the rule has no matrix input")
+
+
+def _needs_partner(rule: Rule, pool: Sequence[Rule]) -> str | None:
+    reason = _needs_reference(rule, pool)
+    if reason:
+        return reason
+    usable = _with_reference(pool)
+    for dtype in rule.dtypes:
+        before, after = chain_partners(rule, usable, dtype)
+        if before or after:
+            return None
+    return describe_chain_search(rule, usable)
+
+
+def _with_reference(pool: Sequence[Rule]) -> list[Rule]:
+    return [r for r in pool if r.reference is not None]
+
+
+def _always(rule: Rule, pool: Sequence[Rule]) -> str | None:
+    return None
+
+
+STRUCTURE = Property(
+    "structure",
+    "the backward rule returns a tuple with one cotangent per input, each with the "
+    "input's shape and dtype (None or float0 for integer inputs).",
+    _structure,
+    _always,
+)
+MATCHES_AUTODIFF = Property(
+    "matches_autodiff",
+    "the cotangent for each input equals jax.vjp of the reference.",
+    _matches_autodiff,
+    _needs_reference,
+)
+ADJOINT = Property(
+    "adjoint",
+    "<U, Df(X)[H]> = sum_i <H_i, G_i> for drawn tangents H and cotangent U, with "
+    "Df(X)[H] from jax.jvp of the reference and, independently, from central "
+    "finite differences.",
+    _adjoint,
+    _always,
+)
+FLATTENING = Property(
+    "flattening",
+    "the cotangent for each matrix input equals Phi^-1(J^T Phi(U)), where Phi flattens "
+    "row-major and J is the explicit Jacobian of the flattened function.",
+    _flattening,
+    _needs_matrix,
+)
+COMPOSITION = Property(
+    "composition",
+    "in a chain of rules, back-propagating through each rule's VJP in reverse order "
+    "gives, for every input of every link, the cotangent jax.vjp gives for the composed "
+    "references.",
+    _composition,
+    _needs_partner,
+)
+
+PROPERTIES: dict[str, Property] = {
+    p.name: p for p in (STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, COMPOSITION)
+}

@@ -1,0 +1,478 @@
+"""Rule objects, the decorators that build them, and the registry they join."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from vjpcheck._errors import InvalidSpec
+from vjpcheck._specs import Index, Real, Signature, Spec, format_core_shape, to_spec
+
+SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+DEFAULT_DTYPES = SUPPORTED_DTYPES
+
+# Marks "no reference given" apart from reference=None, which declares that there is none.
+_DEFAULT = object()
+
+
+class Registry:
+    """An ordered collection of rules, keyed by name.
+
+    Every rule joins a registry when it is declared, `default_registry` unless the
+    declaration names another. The ``composition`` property draws chains from it.
+    """
+
+    def __init__(self) -> None:
+        self._rules: dict[str, Rule] = {}
+
+    def add(self, rule: Rule) -> None:
+        existing = self._rules.get(rule.name)
+        if existing is not None and existing.location != rule.location:
+            raise InvalidSpec(
+                f"A rule named {rule.name!r} is already registered from "
+                f"{existing.location}; the one at {rule.location} needs another name. "
+                "Pass name='...' to vjpcheck.rule() or vjpcheck.register()."
+            )
+        # Re-declaring from the same place (a module imported twice) replaces the rule.
+        self._rules[rule.name] = rule
+
+    def remove(self, rule: Rule) -> None:
+        if self._rules.get(rule.name) is rule:
+            del self._rules[rule.name]
+
+    def get(self, name: str) -> Rule:
+        return self._rules[name]
+
+    def __iter__(self) -> Iterator[Rule]:
+        return iter(list(self._rules.values()))
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def __contains__(self, rule: object) -> bool:
+        return any(r is rule for r in self._rules.values())
+
+    def __repr__(self) -> str:
+        return f"Registry({list(self._rules)})"
+
+
+default_registry = Registry()
+
+
+class Rule:
+    """An op with a hand-written VJP rule, the reference it is checked against, and specs.
+
+    Calling a rule calls the op through `jax.custom_vjp`, so `jax.grad`, `jax.vjp` and
+    `jax.jit` use the hand-written rule. Build one with `rule` or `register`.
+    """
+
+    def __init__(
+        self,
+        primal: Callable,
+        signature: str | Signature,
+        *,
+        kind: str,
+        name: str | None = None,
+        specs: Mapping[str, Any] | None = None,
+        reference: Any = _DEFAULT,
+        kinks: Sequence[float] | Mapping[str, Sequence[float]] | None = None,
+        data: str | None = None,
+        output: Spec | None = None,
+        dtypes: Sequence[Any] | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        registry: Registry | None = None,
+        location: str | None = None,
+        arg_names: Sequence[str] | None = None,
+    ) -> None:
+        self.primal = primal
+        self.kind = kind
+        self.name = name or getattr(primal, "__name__", None) or type(primal).__name__
+        if not isinstance(self.name, str) or not self.name:
+            raise InvalidSpec(f"name={name!r}: a rule's name must be a non-empty string.")
+        self.signature = signature if isinstance(signature, Signature) else Signature.parse(signature)
+        self.location = location or _definition_site(primal)
+        self.arg_names = tuple(arg_names) if arg_names else self._infer_arg_names()
+        self.specs = self._build_specs(specs)
+        self.data_index = self._find_data_index(data)
+        self.kinks = self._build_kinks(kinks)
+        self.output_spec = output if output is not None else Real()
+        if not isinstance(self.output_spec, Spec):
+            raise InvalidSpec(
+                f"rule {self.name!r}: output={output!r} must be a spec such as "
+                "vjpcheck.positive(), describing the values the op returns."
+            )
+        self.dtypes = _normalise_dtypes(dtypes, self.name)
+        self.rtol = _check_tolerance("rtol", rtol, self.name)
+        self.atol = _check_tolerance("atol", atol, self.name)
+        self.reference = self._resolve_reference(reference)
+        self._vjp: Callable | None = None
+        self._fwd: Callable | None = None
+        self._bwd: Callable | None = None
+        self.function: Callable = primal
+        self.registry = registry if registry is not None else default_registry
+        self.__doc__ = getattr(primal, "__doc__", None)
+        self.__wrapped__ = primal
+        self.registry.add(self)
+
+    # -- declaration -------------------------------------------------------------
+
+    def _infer_arg_names(self) -> tuple[str, ...]:
+        n_inputs = len(self.signature.inputs)
+        try:
+            parameters = list(inspect.signature(self.primal).parameters.values())
+        except (TypeError, ValueError):
+            return tuple(f"arg{i}" for i in range(n_inputs))
+        positional = [
+            p for p in parameters
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+        required = [p for p in positional if p.default is p.empty]
+        if len(required) > n_inputs or (len(positional) < n_inputs and not takes_varargs):
+            names = ", ".join(p.name for p in positional) or "no positional parameters"
+            raise InvalidSpec(
+                f"rule {self.name!r}: signature {self.signature.text!r} declares "
+                f"{n_inputs} input(s), but the function takes ({names}). Write one "
+                "parenthesised group per array argument."
+            )
+        names = [p.name for p in positional[:n_inputs]]
+        names += [f"arg{i}" for i in range(len(names), n_inputs)]
+        return tuple(names)
+
+    def _build_specs(self, specs: Mapping[str, Any] | None) -> tuple[Spec, ...]:
+        specs = dict(specs or {})
+        unknown = sorted(set(specs) - set(self.arg_names))
+        if unknown:
+            raise InvalidSpec(
+                f"rule {self.name!r}: specs name {unknown}, which are not arguments; "
+                f"the arguments are {list(self.arg_names)}."
+            )
+        built = []
+        for name, core in zip(self.arg_names, self.signature.inputs):
+            spec = to_spec(specs.get(name, Real()), f"rule {self.name!r}: specs[{name!r}]")
+            if isinstance(spec, Index) and spec.dim not in self.signature.dim_names:
+                raise InvalidSpec(
+                    f"rule {self.name!r}: specs[{name!r}] = index({spec.dim!r}) names a "
+                    f"dimension that signature {self.signature.text!r} does not have; "
+                    f"use one of {list(self.signature.dim_names)}."
+                )
+            built.append(spec)
+        return tuple(built)
+
+    def _find_data_index(self, data: str | None) -> int:
+        if data is None:
+            for i, spec in enumerate(self.specs):
+                if spec.kind == "float":
+                    return i
+            raise InvalidSpec(
+                f"rule {self.name!r} has no real-valued input, so there is nothing to "
+                "differentiate; give at least one argument a real-valued spec."
+            )
+        if data not in self.arg_names:
+            raise InvalidSpec(
+                f"rule {self.name!r}: data={data!r} is not an argument; the arguments "
+                f"are {list(self.arg_names)}."
+            )
+        index = self.arg_names.index(data)
+        if self.specs[index].kind != "float":
+            raise InvalidSpec(
+                f"rule {self.name!r}: data={data!r} is an integer input; the data input "
+                "must be real-valued because it receives the previous rule's output."
+            )
+        return index
+
+    def _build_kinks(self, kinks: Any) -> dict[int, tuple[float, ...]]:
+        if kinks is None:
+            return {}
+        if not isinstance(kinks, Mapping):
+            kinks = {self.arg_names[self.data_index]: kinks}
+        built = {}
+        for name, points in kinks.items():
+            if name not in self.arg_names:
+                raise InvalidSpec(
+                    f"rule {self.name!r}: kinks name {name!r}, which is not an argument; "
+                    f"the arguments are {list(self.arg_names)}."
+                )
+            if isinstance(points, (int, float)):
+                points = (points,)
+            values = tuple(float(p) for p in points)
+            if not all(math.isfinite(p) for p in values):
+                raise InvalidSpec(
+                    f"rule {self.name!r}: kinks[{name!r}] = {points!r} must be finite "
+                    "numbers, the points where the op is not differentiable."
+                )
+            built[self.arg_names.index(name)] = values
+        return built
+
+    def _resolve_reference(self, reference: Any) -> Callable | None:
+        if reference is None:
+            return None
+        if reference is not _DEFAULT:
+            if not callable(reference):
+                raise InvalidSpec(
+                    f"rule {self.name!r}: reference={reference!r} is not callable; pass "
+                    "a function with the same arguments as the op, or None."
+                )
+            return reference
+        if isinstance(self.primal, (jax.custom_vjp, jax.custom_jvp)):
+            return self.primal.fun
+        if self.kind == "autodiff":
+            raise InvalidSpec(
+                f"{self.name!r} has no custom derivative rule, so comparing it with "
+                "JAX's derivative of itself checks nothing. Pass reference=<a plain "
+                "implementation> to compare against, or reference=None to rely on "
+                "finite differences."
+            )
+        return self.primal
+
+    # -- the backward rule -------------------------------------------------------
+
+    def vjp(self, fn: Callable) -> Callable:
+        """Decorator: set the rule ``fn(*primals, out, g) -> one cotangent per input``."""
+        self._require_kind("vjp", "@rule.vjp")
+        if self._vjp is not None or self._fwd is not None:
+            raise InvalidSpec(
+                f"rule {self.name!r} already has a backward rule; define @{self.name}.vjp "
+                "once, or @fwd and @bwd, not both."
+            )
+        self._vjp = fn
+        self._build_function()
+        return fn
+
+    def fwd(self, fn: Callable) -> Callable:
+        """Decorator: set the forward pass ``fn(*primals) -> (out, residuals)``."""
+        self._require_kind("vjp", "@rule.fwd")
+        if self._vjp is not None:
+            raise InvalidSpec(f"rule {self.name!r} already has @vjp; use @vjp or @fwd/@bwd.")
+        self._fwd = fn
+        self._build_function()
+        return fn
+
+    def bwd(self, fn: Callable) -> Callable:
+        """Decorator: set the backward pass ``fn(residuals, g) -> one cotangent per input``."""
+        self._require_kind("vjp", "@rule.bwd")
+        if self._vjp is not None:
+            raise InvalidSpec(f"rule {self.name!r} already has @vjp; use @vjp or @fwd/@bwd.")
+        self._bwd = fn
+        self._build_function()
+        return fn
+
+    def _require_kind(self, kind: str, what: str) -> None:
+        if self.kind != kind:
+            raise InvalidSpec(
+                f"rule {self.name!r} wraps an existing differentiable function, which "
+                f"already has its backward rule; {what} applies only to rules declared "
+                "on a plain function."
+            )
+
+    def _build_function(self) -> None:
+        if self._vjp is not None:
+            vjp, primal = self._vjp, self.primal
+
+            def fwd(*primals):
+                out = primal(*primals)
+                return out, (primals, out)
+
+            def bwd(residuals, g):
+                primals, out = residuals
+                return vjp(*primals, out, g)
+
+        elif self._fwd is not None and self._bwd is not None:
+            fwd, bwd = self._fwd, self._bwd
+        else:
+            return
+        function = jax.custom_vjp(self.primal)
+        function.defvjp(fwd, bwd)
+        self.function = function
+
+    @property
+    def missing(self) -> str | None:
+        """What the declaration still lacks, or None when the rule is complete."""
+        if self.kind != "vjp" or self._vjp is not None:
+            return None
+        if self._fwd is None and self._bwd is None:
+            return (
+                f"rule {self.name!r} has no backward rule. Decorate one with "
+                f"@{self.name}.vjp (receiving the primals, the output and the output "
+                f"cotangent), or with @{self.name}.fwd and @{self.name}.bwd."
+            )
+        which = "@bwd" if self._bwd is None else "@fwd"
+        return f"rule {self.name!r} has @fwd or @bwd but not both; add {which}."
+
+    def raw_vjp(self, *primals: Any) -> tuple[Any, Callable[[Any], Any]]:
+        """Run the forward pass; return the output and the hand-written backward function.
+
+        The backward function returns exactly what the rule returns, unvalidated, so that
+        the ``structure`` property can judge it.
+        """
+        if self.missing:
+            raise InvalidSpec(self.missing)
+        if self._vjp is not None:
+            out = self.primal(*primals)
+            return out, lambda g: self._vjp(*primals, out, g)
+        if self._fwd is not None:
+            out, residuals = self._fwd(*primals)
+            return out, lambda g: self._bwd(residuals, g)
+        if isinstance(self.primal, jax.custom_vjp) and not self.primal.symbolic_zeros:
+            out, residuals = self.primal.fwd(*primals)
+            return out, lambda g: self.primal.bwd(residuals, g)
+        out, pullback = jax.vjp(self.primal, *primals)
+        return out, pullback
+
+    # -- conveniences ------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.missing:
+            raise InvalidSpec(self.missing)
+        return self.function(*args, **kwargs)
+
+    @property
+    def float_inputs(self) -> tuple[int, ...]:
+        return tuple(i for i, s in enumerate(self.specs) if s.kind == "float")
+
+    def describe_signature(self) -> str:
+        args = ", ".join(
+            f"{name}{format_core_shape(core)}"
+            for name, core in zip(self.arg_names, self.signature.inputs)
+        )
+        return f"{self.name}({args}) -> {format_core_shape(self.signature.output)}"
+
+    def __repr__(self) -> str:
+        return f"<vjpcheck rule {self.name} {self.signature.text} at {self.location}>"
+
+
+# ----------------------------------------------------------------------------------
+# Decorators
+
+
+def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
+    """Declare an op and its hand-written VJP rule, to be checked by `check`.
+
+    Args:
+      signature: gufunc-style core shapes of the inputs and the output, such as
+        ``"(h,d),(d),(h)->(h)"``. Differently named dimensions get different sizes.
+      name: the rule's name in reports and the registry (default: the function's name).
+      specs: a mapping from argument name to a spec (`real`, `positive`, `index`,
+        `elements`, `array_strategy`) or a Hypothesis strategy of floats.
+      reference: the function to differentiate with JAX as the truth (default: the
+        primal itself), or None when JAX cannot differentiate it.
+      kinks: points where the op is not differentiable, such as ``[0.0]`` for ReLU,
+        for the data input or as a mapping from argument name to points.
+      data: the argument that receives the previous rule's output in a chain
+        (default: the first real-valued argument).
+      output: a spec for the output's values, such as ``positive()`` for softmax.
+      dtypes: floating dtypes to check (default: float32 and float64).
+      rtol, atol: tolerance overrides; see the error model in the docs.
+      registry: the `Registry` to join (default: `default_registry`).
+
+    Stacked on a `jax.custom_vjp` function, it registers that function's own rule.
+
+    >>> import jax.numpy as jnp
+    >>> @rule("(n)->(n)", kinks=[0.0], registry=Registry())
+    ... def relu(x):
+    ...     return jnp.maximum(x, 0.0)
+    >>> @relu.vjp
+    ... def _(x, out, g):
+    ...     return (jnp.where(x > 0, g, 0.0),)
+    """
+
+    def decorate(fn: Callable) -> Rule:
+        if isinstance(fn, Rule):
+            raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
+        if isinstance(fn, jax.custom_vjp):
+            return Rule(fn, signature, kind="custom_vjp", **options)
+        if isinstance(fn, jax.custom_jvp):
+            return Rule(fn, signature, kind="autodiff", **options)
+        if not callable(fn):
+            raise InvalidSpec(f"@vjpcheck.rule decorates a function, not {fn!r}.")
+        return Rule(fn, signature, kind="vjp", **options)
+
+    return decorate
+
+
+def register(fn: Callable, signature: str, **options: Any) -> Rule:
+    """Register an existing differentiable function so that `check` can test its rule.
+
+    ``fn`` may be a `jax.custom_vjp` or `jax.custom_jvp` function (the reference
+    defaults to its undecorated ``fun``) or any function JAX can differentiate, such
+    as ``jax.nn.softmax``, in which case ``reference=`` is required. Options are those
+    of `rule`.
+
+    >>> import jax, jax.numpy as jnp
+    >>> softmax = register(
+    ...     jax.nn.softmax, "(n)->(n)", name="jax.nn.softmax", registry=Registry(),
+    ...     reference=lambda x: jnp.exp(x) / jnp.sum(jnp.exp(x)))
+    """
+    if isinstance(fn, Rule):
+        raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
+    if not callable(fn):
+        raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
+    options.setdefault("location", _caller_site())
+    kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
+    return Rule(fn, signature, kind=kind, **options)
+
+
+# ----------------------------------------------------------------------------------
+# Helpers
+
+
+def _normalise_dtypes(dtypes: Sequence[Any] | None, name: str) -> tuple[np.dtype, ...]:
+    if dtypes is None:
+        return DEFAULT_DTYPES
+    if isinstance(dtypes, (str, type, np.dtype)):
+        dtypes = (dtypes,)
+    result = []
+    for value in dtypes:
+        try:
+            dtype = np.dtype(value)
+        except TypeError:
+            dtype = None
+        if dtype not in SUPPORTED_DTYPES:
+            supported = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+            raise InvalidSpec(f"rule {name!r}: dtype {value!r} is not supported; use {supported}.")
+        result.append(dtype)
+    if not result:
+        raise InvalidSpec(f"rule {name!r}: dtypes is empty; name at least one dtype.")
+    return tuple(dict.fromkeys(result))
+
+
+def _check_tolerance(label: str, value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidSpec(f"rule {name!r}: {label}={value!r} must be a finite number >= 0.")
+    return float(value)
+
+
+def _short_path(path: str) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
+
+def _definition_site(fn: Callable) -> str:
+    target = inspect.unwrap(getattr(fn, "fun", fn))
+    try:
+        path = inspect.getsourcefile(target)
+        line = inspect.getsourcelines(target)[1]
+    except (TypeError, OSError):
+        return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
+    return f"{_short_path(path)}:{line}"
+
+
+def _caller_site() -> str:
+    frame = inspect.currentframe()
+    # Two frames up: the caller of register(), not register() itself.
+    caller = frame.f_back.f_back if frame and frame.f_back else None
+    if caller is None:
+        return "<unknown>"
+    return f"{_short_path(caller.f_code.co_filename)}:{caller.f_lineno}"

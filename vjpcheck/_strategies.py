@@ -1,0 +1,135 @@
+"""Specs to Hypothesis strategies: core dimension sizes, primals, tangents, cotangents."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import hypothesis.extra.numpy as hnp
+import numpy as np
+from hypothesis import strategies as st
+from hypothesis.strategies import DataObject, SearchStrategy
+
+from vjpcheck._errors import InvalidSpec
+from vjpcheck._rules import Rule
+from vjpcheck._specs import Index, Real, Spec
+
+COTANGENT_SPEC = Real(-10.0, 10.0)
+TANGENT_SPEC = Real(-1.0, 1.0)
+# Kink margin, relative to the largest magnitude a spec draws: wide enough that
+# central differences never step across a kink.
+KINK_MARGIN = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class ShapeOptions:
+    """Bounds on drawn core dimension sizes."""
+
+    min_side: int = 1
+    max_side: int = 4
+    distinct_dims: bool = True
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.min_side, int) and self.min_side >= 1):
+            raise InvalidSpec(f"min_side={self.min_side!r} must be an integer >= 1.")
+        if not (isinstance(self.max_side, int) and self.max_side >= self.min_side):
+            raise InvalidSpec(
+                f"max_side={self.max_side!r} must be an integer >= min_side={self.min_side}."
+            )
+
+
+@dataclasses.dataclass
+class Example:
+    """One drawn input: the primals and the core dimension sizes behind their shapes."""
+
+    primals: tuple[np.ndarray, ...]
+    sizes: dict[str, int]
+    output_shape: tuple[int, ...]
+
+
+def dim_sizes(names: Sequence[str], options: ShapeOptions) -> SearchStrategy[dict[str, int]]:
+    """Sizes for the named core dimensions.
+
+    Differently named dimensions get different sizes when the range allows it, because
+    equal sizes hide transposed and misplaced axes: a transposed weight gradient has the
+    right shape, and often the right values, on a square matrix.
+    """
+    span = options.max_side - options.min_side + 1
+    unique = options.distinct_dims and len(names) <= span
+    sides = st.lists(
+        st.integers(options.min_side, options.max_side),
+        min_size=len(names),
+        max_size=len(names),
+        unique=unique,
+    )
+    return sides.map(lambda values: dict(zip(names, values)))
+
+
+def float_arrays(spec: Spec, shape: tuple[int, ...], dtype: np.dtype) -> SearchStrategy[np.ndarray]:
+    custom = spec.array_strategy(shape, dtype)
+    if custom is None:
+        return hnp.arrays(dtype, shape, elements=spec.elements(dtype))
+    return custom.map(lambda array: _checked_array(array, shape, dtype, spec))
+
+
+def _checked_array(array, shape, dtype, spec) -> np.ndarray:
+    array = np.asarray(array)
+    if array.shape != shape or not np.issubdtype(array.dtype, np.floating):
+        raise InvalidSpec(
+            f"{spec!r} drew an array of shape {array.shape} and dtype {array.dtype} where "
+            f"shape {shape} and a floating dtype were needed; build the strategy from the "
+            "shape and dtype it is given."
+        )
+    return array.astype(dtype)
+
+
+def kink_margin(spec: Spec) -> float:
+    return KINK_MARGIN * max(1.0, spec.largest_magnitude())
+
+
+def keep_off_kinks(array: np.ndarray, kinks: Sequence[float], margin: float) -> np.ndarray:
+    """Move elements closer than ``margin`` to a kink out to exactly ``margin`` away."""
+    values = np.asarray(array, np.float64).copy()
+    for kink in kinks:
+        offset = values - kink
+        near = np.abs(offset) < margin
+        direction = np.where(offset < 0, -1.0, 1.0)
+        values = np.where(near, kink + direction * margin, values)
+    return values.astype(array.dtype)
+
+
+def primal_strategy(rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dtype, sizes: dict[str, int]) -> SearchStrategy:
+    spec = rule.specs[index]
+    if isinstance(spec, Index):
+        return hnp.arrays(np.int32, shape, elements=st.integers(0, sizes[spec.dim] - 1))
+    strategy = float_arrays(spec, shape, dtype)
+    kinks = rule.kinks.get(index)
+    if kinks:
+        margin = kink_margin(spec)
+        strategy = strategy.map(lambda array: keep_off_kinks(array, kinks, margin))
+    return strategy
+
+
+def draw_example(data: DataObject, rule: Rule, dtype: np.dtype, options: ShapeOptions) -> Example:
+    """Draw core sizes, then every primal, each under its argument's name."""
+    sizes = data.draw(dim_sizes(rule.signature.dim_names, options), label="core dimension sizes")
+    input_shapes, output_shape = rule.signature.shapes(sizes)
+    primals = tuple(
+        data.draw(primal_strategy(rule, i, shape, dtype, sizes), label=name)
+        for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes))
+    )
+    return Example(primals=primals, sizes=sizes, output_shape=output_shape)
+
+
+def draw_cotangent(data: DataObject, shape: tuple[int, ...], dtype: np.dtype, label: str = "cotangent") -> np.ndarray:
+    return data.draw(float_arrays(COTANGENT_SPEC, shape, dtype), label=label)
+
+
+def draw_tangents(data: DataObject, rule: Rule, example: Example, dtype: np.dtype) -> tuple[np.ndarray, ...]:
+    return tuple(
+        data.draw(
+            float_arrays(TANGENT_SPEC, example.primals[i].shape, dtype),
+            label=f"tangent for {rule.arg_names[i]}",
+        )
+        for i in rule.float_inputs
+    )
