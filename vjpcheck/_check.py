@@ -11,7 +11,7 @@ from typing import Any
 
 import hypothesis
 import numpy as np
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, HypothesisException, Unsatisfiable
 
@@ -198,6 +198,9 @@ def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
     overrides: dict[str, Any] = {
         "deadline": None,
         "print_blob": True,
+        # The explain phase reports which lines of vjpcheck ran, which says nothing about
+        # the rule, and costs a compilation per variation it tries.
+        "phases": [phase for phase in parent.phases if phase != Phase.explain],
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors],
     }
     if options.max_examples is not None:
@@ -247,13 +250,12 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
 
 
 def _with_notes(error: BaseException, ctx: Context, name: str, message: str | None = None) -> str:
-    notes = list(getattr(error, "__notes__", []))
-    text = message if message is not None else str(error)
-    lines = [text, *notes]
-    replay = _replay_line(ctx, name, notes)
+    """Return the report: the message, Hypothesis's notes, and a line to replay it."""
+    replay = _replay_line(ctx, name, getattr(error, "__notes__", []))
     if replay:
-        lines.append(replay)
-    return "\n".join(lines)
+        error.add_note(replay)
+    text = message if message is not None else str(error)
+    return "\n".join([text, *getattr(error, "__notes__", [])])
 
 
 def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:

@@ -159,16 +159,16 @@ def _print_details(console: Console, results: Sequence[PropertyResult]) -> None:
         console.print("\nDiscarded examples (drawn, then rejected before any comparison):")
         for r in discards:
             reasons = ", ".join(f"{count} {reason}" for reason, count in r.discarded.most_common())
-            console.print(f"  {r.rule.name} [{r.property}]: {reasons}", markup=False)
+            console.print(f"  {r.rule.name} [{r.property}]: {reasons}", markup=False, soft_wrap=True)
     skipped = [r for r in results if r.outcome == NOT_APPLICABLE]
     if skipped:
         console.print("\nNot applicable:")
         for r in skipped:
-            console.print(f"  {r.rule.name} [{r.property}]: {r.message}", markup=False)
+            console.print(f"  {r.rule.name} [{r.property}]: {r.message}", markup=False, soft_wrap=True)
     for r in results:
         if r.outcome in (FAILED, ERROR):
             console.rule(f"{_LABELS[r.outcome]}: {r.rule.name} [{r.property}]", style=_STYLES[r.outcome])
-            console.print(r.message, markup=False)
+            console.print(r.message, markup=False, soft_wrap=True)
     if any(r.outcome in (FAILED, ERROR) for r in results):
         console.rule()
 

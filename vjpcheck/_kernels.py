@@ -51,56 +51,70 @@ def _float_cotangents(rule: Rule, returned: Sequence[Any], primals: Sequence[Any
     ]
 
 
-@functools.lru_cache(maxsize=_CACHE_SIZE)
-def rule_forward(rule: Rule) -> Callable:
-    """Jitted: (primals, their error magnitudes) -> the rule's output and its magnitude."""
-    return jax.jit(
-        lambda primals, sizes: magnitudes.evaluate(lambda p: rule.raw_vjp(*p)[0], [primals], [sizes])
-    )
+def _reference_cotangents(rule: Rule, primals, cotangent) -> list[Any]:
+    _, pullback = jax.vjp(rule.reference, *primals)
+    pulled = pullback(cotangent)
+    return [pulled[i] for i in rule.float_inputs]
+
+
+def _rule_cotangents(rule: Rule, primals, cotangent) -> list[Any]:
+    _, pullback = rule.raw_vjp(*primals)
+    return _float_cotangents(rule, pullback(cotangent), primals)
+
+
+# The rule's kernels also run JAX's autodiff of the reference when asked, which saves a
+# second compilation when the dtype under test is the autodiff dtype (float32).
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def rule_pullback(rule: Rule) -> Callable:
-    """Jitted: (primals, sizes, g, size) -> the rule's cotangents for the real inputs and
-    their error magnitudes, given those of the primals and of g (None when exact)."""
+def rule_forward(rule: Rule, with_autodiff: bool) -> Callable:
+    """Jitted: (primals, their error magnitudes, autodiff primals) -> the rule's output,
+    its magnitude, and the reference's output on the autodiff primals."""
 
-    def backward(primals, cotangent):
-        _, pullback = rule.raw_vjp(*primals)
-        return _float_cotangents(rule, pullback(cotangent), primals)
+    def run(primals, sizes, autodiff_primals):
+        out, size = magnitudes.evaluate(lambda p: rule.raw_vjp(*p)[0], [primals], [sizes])
+        reference_out = rule.reference(*autodiff_primals) if with_autodiff else None
+        return out, size, reference_out
 
-    return jax.jit(
-        lambda primals, sizes, g, size: magnitudes.evaluate(backward, [primals, g], [sizes, size])
-    )
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def rule_pullback(rule: Rule, with_autodiff: bool) -> Callable:
+    """Jitted: (primals, sizes, g, size, autodiff primals, autodiff g) -> the rule's
+    cotangents for the real inputs, their error magnitudes, and JAX's autodiff of the
+    reference. Sizes are the inputs' error magnitudes: zeros where they are exact."""
+
+    def run(primals, sizes, cotangent, size, autodiff_primals, autodiff_cotangent):
+        obtained, obtained_sizes = magnitudes.evaluate(
+            lambda p, g: _rule_cotangents(rule, p, g), [primals, cotangent], [sizes, size]
+        )
+        autodiff = None
+        if with_autodiff:
+            autodiff = _reference_cotangents(rule, autodiff_primals, autodiff_cotangent)
+        return obtained, obtained_sizes, autodiff
+
+    return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def truth_pullback(rule: Rule) -> Callable:
     """Jitted: (primals, sizes, g, size) -> jax.vjp of the reference, with magnitudes."""
-
-    def backward(primals, cotangent):
-        _, pullback = jax.vjp(rule.reference, *primals)
-        pulled = pullback(cotangent)
-        return [pulled[i] for i in rule.float_inputs]
-
     return jax.jit(
-        lambda primals, sizes, g, size: magnitudes.evaluate(backward, [primals, g], [sizes, size])
+        lambda primals, sizes, g, size: magnitudes.evaluate(
+            lambda p, u: _reference_cotangents(rule, p, u), [primals, g], [sizes, size]
+        )
     )
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def autodiff_pullback(rule: Rule) -> Callable:
     """Jitted: (primals, g) -> jax.vjp of the reference, to measure JAX's own error."""
-
-    def backward(primals, cotangent):
-        _, pullback = jax.vjp(rule.reference, *primals)
-        pulled = pullback(cotangent)
-        return [pulled[i] for i in rule.float_inputs]
-
-    return jax.jit(backward)
+    return jax.jit(lambda primals, g: _reference_cotangents(rule, primals, g))
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def reference_forward(rule: Rule) -> Callable:
+def truth_forward(rule: Rule) -> Callable:
     """Jitted: (primals, sizes) -> the reference's output and its error magnitude."""
     return jax.jit(
         lambda primals, sizes: magnitudes.evaluate(lambda p: rule.reference(*p), [primals], [sizes])
@@ -108,9 +122,8 @@ def reference_forward(rule: Rule) -> Callable:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
-def plain_reference_forward(rule: Rule) -> Callable:
-    """Jitted: (primals, sizes) -> the reference's output, and None for the magnitude."""
-    return jax.jit(lambda primals, sizes: (rule.reference(*primals), None))
+def autodiff_forward(rule: Rule) -> Callable:
+    return jax.jit(lambda primals: rule.reference(*primals))
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
@@ -187,20 +200,34 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
     """Evaluate the rule's cotangents and, when it has a reference, the oracles'."""
     if isinstance(rule, Chain):
         return _chain_pullbacks(rule, dtype, primals, cotangent)
-    low, autodiff_inputs, high = (
-        _cast(primals, cotangent, dtype),
-        _cast(primals, cotangent, num.AUTODIFF_DTYPE),
-        _cast(primals, cotangent, np.float64),
-    )
+    has_reference = rule.reference is not None
+    fused = has_reference and dtype == num.AUTODIFF_DTYPE
+    low = _cast(primals, cotangent, dtype)
     with num.x64_mode(dtype):
-        obtained, obtained_sizes = rule_pullback(rule)(low[0], None, low[1], None)
-    result = Pullbacks(obtained, obtained_sizes)
-    if rule.reference is not None:
+        obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
+            low[0], tuple(map(_exact, low[0])), low[1], _exact(low[1]), *(low if fused else (None, None))
+        )
+    result = Pullbacks(obtained, obtained_sizes, autodiff)
+    if has_reference and not fused:
         with num.x64_mode(num.AUTODIFF_DTYPE):
-            result.autodiff = autodiff_pullback(rule)(*autodiff_inputs)
+            result.autodiff = autodiff_pullback(rule)(*_cast(primals, cotangent, num.AUTODIFF_DTYPE))
+    if has_reference:
+        high = _cast(primals, cotangent, np.float64)
         with num.truth_mode():
-            result.expected, result.expected_sizes = truth_pullback(rule)(high[0], None, high[1], None)
+            result.expected, result.expected_sizes = truth_pullback(rule)(
+                high[0], tuple(map(_exact, high[0])), high[1], _exact(high[1])
+            )
     return result
+
+
+def _exact(value: Any) -> Any:
+    """The error magnitude of an exact input: zeros for a real array, None for an integer.
+
+    Passing zeros rather than None keeps each kernel's argument structure the same for
+    exact and computed inputs, so that JAX compiles it once.
+    """
+    array = np.asarray(value)
+    return np.zeros_like(array) if np.issubdtype(array.dtype, np.floating) else None
 
 
 def _cast(primals, cotangent, dtype) -> tuple[tuple, np.ndarray]:
@@ -208,40 +235,51 @@ def _cast(primals, cotangent, dtype) -> tuple[tuple, np.ndarray]:
         return num.cast_floats(primals, dtype), np.asarray(cotangent, dtype)
 
 
+@dataclasses.dataclass
+class _Track:
+    """One pass through a chain: its arguments per link, and their error magnitudes."""
+
+    arguments: list[list[Any]]
+    sizes: list[list[Any]]
+
+
 def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullbacks:
-    # Three forward passes, each link feeding the next: the rules in the dtype, the
+    # Three passes, each link feeding the next: the rules in the dtype under test, the
     # references in the autodiff dtype (for JAX's own error) and the references in
     # float64 (the truth).
-    tracks = [
-        (dtype, rule_forward),
-        (num.AUTODIFF_DTYPE, plain_reference_forward),
-        (np.dtype(np.float64), reference_forward),
-    ]
-    forwards = [_chain_forward(chain, primals, d, forward) for d, forward in tracks]
-    (rule_args, rule_sizes), (autodiff_args, _), (truth_args, truth_sizes) = forwards
+    fused = dtype == num.AUTODIFF_DTYPE
+    rule_track, autodiff_track = _chain_forward_low(chain, primals, dtype, fused)
+    truth_track = _chain_forward_truth(chain, primals)
     kinks = [
-        (rule_args[k][link.data_index], truth_args[k][link.data_index], link.kinks[link.data_index])
+        (rule_track.arguments[k][link.data_index], truth_track.arguments[k][link.data_index], link.kinks[link.data_index])
         for k, link in enumerate(chain.links)
         if k > 0 and link.data_index in link.kinks
     ]
 
-    g = [np.asarray(cotangent, d) for d, _ in tracks]
-    sizes: list[Any] = [None, None, None]
+    g_rule, g_autodiff, g_truth = (
+        np.asarray(cotangent, dtype), np.asarray(cotangent, num.AUTODIFF_DTYPE), np.asarray(cotangent, np.float64)
+    )
+    size_rule, size_truth = _exact(g_rule), _exact(g_truth)
     per_link: list[dict[int, tuple]] = [{} for _ in chain.links]
     for k in reversed(range(len(chain.links))):
         link = chain.links[k]
+        rule_args, rule_sizes = tuple(rule_track.arguments[k]), tuple(rule_track.sizes[k])
+        autodiff_args = tuple(autodiff_track.arguments[k])
         with num.x64_mode(dtype):
-            obtained, obtained_sizes = rule_pullback(link)(tuple(rule_args[k]), tuple(rule_sizes[k]), g[0], sizes[0])
-        with num.x64_mode(num.AUTODIFF_DTYPE):
-            autodiff = autodiff_pullback(link)(tuple(autodiff_args[k]), g[1])
+            obtained, obtained_sizes, autodiff = rule_pullback(link, fused)(
+                rule_args, rule_sizes, g_rule, size_rule, *((autodiff_args, g_autodiff) if fused else (None, None))
+            )
+        if not fused:
+            with num.x64_mode(num.AUTODIFF_DTYPE):
+                autodiff = autodiff_pullback(link)(autodiff_args, g_autodiff)
         with num.truth_mode():
-            expected, expected_sizes = truth_pullback(link)(tuple(truth_args[k]), tuple(truth_sizes[k]), g[2], sizes[2])
+            expected, expected_sizes = truth_pullback(link)(
+                tuple(truth_track.arguments[k]), tuple(truth_track.sizes[k]), g_truth, size_truth
+            )
         columns = (obtained, obtained_sizes, autodiff, expected, expected_sizes)
         for position, i in enumerate(link.float_inputs):
             per_link[k][i] = tuple(column[position] for column in columns)
-        obtained_g, obtained_size, autodiff_g, expected_g, expected_size = per_link[k][link.data_index]
-        g = [obtained_g, autodiff_g, expected_g]
-        sizes = [obtained_size, None, expected_size]
+        g_rule, size_rule, g_autodiff, g_truth, size_truth = per_link[k][link.data_index]
 
     columns: list[list[Any]] = [[] for _ in range(5)]
     for j in chain.float_inputs:
@@ -251,21 +289,47 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
     return Pullbacks(*columns, kinks=kinks)
 
 
-def _chain_forward(chain: Chain, primals, dtype, forward) -> tuple[list[list[Any]], list[list[Any]]]:
-    """Run the links forward; return the arguments each link received, and their error
-    magnitudes (None for the drawn inputs, which are exact)."""
+def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Track]:
+    """Run the rules forward in ``dtype`` and the references in the autodiff dtype."""
     with num.x64_mode(dtype):
-        primals = num.cast_floats(primals, dtype)
-        value, size = primals[0], None
-        arguments, sizes = [], []
+        rule_primals = num.cast_floats(primals, dtype)
+    with num.x64_mode(num.AUTODIFF_DTYPE):
+        autodiff_primals = num.cast_floats(primals, num.AUTODIFF_DTYPE)
+    rule_track, autodiff_track = _Track([], []), _Track([], [])
+    value, size, autodiff_value = rule_primals[0], _exact(rule_primals[0]), autodiff_primals[0]
+    links = zip(chain.links, chain.link_arguments(rule_primals), chain.link_arguments(autodiff_primals))
+    for link, args, autodiff_args in links:
+        args[link.data_index] = value
+        autodiff_args[link.data_index] = autodiff_value
+        arg_sizes = [size if i == link.data_index else _exact(a) for i, a in enumerate(args)]
+        rule_track.arguments.append(args)
+        rule_track.sizes.append(arg_sizes)
+        autodiff_track.arguments.append(autodiff_args)
+        with num.x64_mode(dtype):
+            value, size, reference_out = rule_forward(link, fused)(
+                tuple(args), tuple(arg_sizes), tuple(autodiff_args) if fused else None
+            )
+        if fused:
+            autodiff_value = reference_out
+        else:
+            with num.x64_mode(num.AUTODIFF_DTYPE):
+                autodiff_value = autodiff_forward(link)(tuple(autodiff_args))
+    return rule_track, autodiff_track
+
+
+def _chain_forward_truth(chain: Chain, primals) -> _Track:
+    """Run the references forward in float64, tracking their error magnitudes."""
+    track = _Track([], [])
+    with num.truth_mode():
+        primals = num.cast_floats(primals, np.float64)
+        value, size = primals[0], _exact(primals[0])
         for link, args in zip(chain.links, chain.link_arguments(primals)):
             args[link.data_index] = value
-            arg_sizes = [None] * len(args)
-            arg_sizes[link.data_index] = size
-            arguments.append(args)
-            sizes.append(arg_sizes)
-            value, size = forward(link)(tuple(args), tuple(arg_sizes))
-    return arguments, sizes
+            arg_sizes = [size if i == link.data_index else _exact(a) for i, a in enumerate(args)]
+            track.arguments.append(args)
+            track.sizes.append(arg_sizes)
+            value, size = truth_forward(link)(tuple(args), tuple(arg_sizes))
+    return track
 
 
 # ----------------------------------------------------------------------------------

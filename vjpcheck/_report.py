@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 from vjpcheck._numerics import Comparison, Tolerance
@@ -27,7 +28,7 @@ TABLE_ROWS = 5
 
 def short_dtype(dtype: Any) -> str:
     dtype = np.dtype(dtype)
-    if dtype.kind == "V":
+    if dtype == jax.dtypes.float0:
         return "float0"
     return _SHORT_DTYPES.get(dtype.name, dtype.name)
 

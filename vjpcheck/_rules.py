@@ -264,6 +264,15 @@ class Rule:
         self._build_function()
         return fn
 
+    def defvjp(self, fwd: Callable, bwd: Callable, **options: Any) -> None:
+        """Call ``defvjp`` on the wrapped `jax.custom_vjp`, for ``@rule`` stacked on one."""
+        if self.kind != "custom_vjp":
+            raise InvalidSpec(
+                f"rule {self.name!r} does not wrap a jax.custom_vjp; use @{self.name}.vjp, "
+                f"or @{self.name}.fwd and @{self.name}.bwd."
+            )
+        self.primal.defvjp(fwd, bwd, **options)
+
     def _require_kind(self, kind: str, what: str) -> None:
         if self.kind != kind:
             raise InvalidSpec(
@@ -295,7 +304,11 @@ class Rule:
     @property
     def missing(self) -> str | None:
         """What the declaration still lacks, or None when the rule is complete."""
+        if self.kind == "custom_vjp" and self.primal.fwd is None:
+            return f"rule {self.name!r} wraps a jax.custom_vjp that has no rule yet; call {self.name}.defvjp(fwd, bwd)."
         if self.kind != "vjp" or self._vjp is not None:
+            return None
+        if self._fwd is not None and self._bwd is not None:
             return None
         if self._fwd is None and self._bwd is None:
             return (

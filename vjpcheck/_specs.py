@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any, Union
@@ -52,7 +53,7 @@ class Signature:
         left, right = text.split("->")
         inputs = tuple(_parse_group(group) for group in _ARG_GROUP.findall(left))
         output = _parse_group(_ARG_GROUP.findall(right)[0])
-        signature = cls(text=text.replace(" ", ""), inputs=inputs, output=output)
+        signature = cls(text=re.sub(r"\s+", "", text), inputs=inputs, output=output)
         signature._validate()
         return signature
 
@@ -147,9 +148,11 @@ def _float_strategy(low: float, high: float, dtype: np.dtype) -> SearchStrategy[
     dtype = np.dtype(dtype)
     # Hypothesis needs bounds that the dtype represents exactly: round them inwards.
     low_cast, high_cast = dtype.type(low), dtype.type(high)
-    if low_cast < low:
+    # Compare as Python floats: NumPy would compare a float32 scalar with a Python
+    # float in float32, where the rounded bound equals the original.
+    if float(low_cast) < low:
         low_cast = np.nextafter(low_cast, dtype.type(np.inf))
-    if high_cast > high:
+    if float(high_cast) > high:
         high_cast = np.nextafter(high_cast, dtype.type(-np.inf))
     return st.floats(
         min_value=float(low_cast),
@@ -163,7 +166,7 @@ def _float_strategy(low: float, high: float, dtype: np.dtype) -> SearchStrategy[
 
 def _check_bounds(name: str, low: float, high: float) -> None:
     for label, value in (("min_value", low), ("max_value", high)):
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value):
             raise InvalidSpec(f"{name}({label}={value!r}): bounds must be finite numbers.")
     if low >= high:
         raise InvalidSpec(

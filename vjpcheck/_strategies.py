@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 
 import hypothesis.extra.numpy as hnp
@@ -47,24 +48,38 @@ class Example:
     output_shape: tuple[int, ...]
 
 
-def dim_sizes(names: Sequence[str], options: ShapeOptions) -> SearchStrategy[dict[str, int]]:
-    """Sizes for the named core dimensions.
+# Hypothesis validates a strategy on first use, which costs more than a draw, so the
+# strategies below are built once per spec, shape and dtype.
+_cache = functools.lru_cache(maxsize=4096)
+
+
+@_cache
+def dim_sizes(names: tuple[str, ...], options: ShapeOptions) -> SearchStrategy[dict[str, int]]:
+    """Sizes for the named core dimensions, as a dict from name to size.
 
     Differently named dimensions get different sizes when the range allows it, because
     equal sizes hide transposed and misplaced axes: a transposed weight gradient has the
     right shape, and often the right values, on a square matrix.
     """
-    span = options.max_side - options.min_side + 1
-    unique = options.distinct_dims and len(names) <= span
-    sides = st.lists(
-        st.integers(options.min_side, options.max_side),
-        min_size=len(names),
-        max_size=len(names),
-        unique=unique,
-    )
-    return sides.map(lambda values: dict(zip(names, values)))
+    return _sizes(tuple(names), options)
 
 
+@st.composite
+def _sizes(draw, names: tuple[str, ...], options: ShapeOptions) -> dict[str, int]:
+    available = list(range(options.min_side, options.max_side + 1))
+    unique = options.distinct_dims and len(names) <= len(available)
+    sizes = {}
+    for name in names:
+        if unique:
+            # sampled_from shrinks towards the first, smallest, size still free.
+            sizes[name] = draw(st.sampled_from(available))
+            available.remove(sizes[name])
+        else:
+            sizes[name] = draw(st.integers(options.min_side, options.max_side))
+    return sizes
+
+
+@_cache
 def float_arrays(spec: Spec, shape: tuple[int, ...], dtype: np.dtype) -> SearchStrategy[np.ndarray]:
     custom = spec.array_strategy(shape, dtype)
     if custom is None:
@@ -98,21 +113,30 @@ def keep_off_kinks(array: np.ndarray, kinks: Sequence[float], margin: float) -> 
     return values.astype(array.dtype)
 
 
+@_cache
+def index_arrays(shape: tuple[int, ...], size: int) -> SearchStrategy[np.ndarray]:
+    return hnp.arrays(np.int32, shape, elements=st.integers(0, size - 1))
+
+
+@_cache
+def kinked_arrays(spec: Spec, shape: tuple[int, ...], dtype: np.dtype, kinks: tuple[float, ...]) -> SearchStrategy[np.ndarray]:
+    margin = kink_margin(spec)
+    return float_arrays(spec, shape, dtype).map(lambda array: keep_off_kinks(array, kinks, margin))
+
+
 def primal_strategy(rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dtype, sizes: dict[str, int]) -> SearchStrategy:
     spec = rule.specs[index]
     if isinstance(spec, Index):
-        return hnp.arrays(np.int32, shape, elements=st.integers(0, sizes[spec.dim] - 1))
-    strategy = float_arrays(spec, shape, dtype)
+        return index_arrays(shape, sizes[spec.dim])
     kinks = rule.kinks.get(index)
     if kinks:
-        margin = kink_margin(spec)
-        strategy = strategy.map(lambda array: keep_off_kinks(array, kinks, margin))
-    return strategy
+        return kinked_arrays(spec, shape, dtype, kinks)
+    return float_arrays(spec, shape, dtype)
 
 
 def draw_example(data: DataObject, rule: Rule, dtype: np.dtype, options: ShapeOptions) -> Example:
     """Draw core sizes, then every primal, each under its argument's name."""
-    sizes = data.draw(dim_sizes(rule.signature.dim_names, options), label="core dimension sizes")
+    sizes = data.draw(dim_sizes(tuple(rule.signature.dim_names), options), label="core dimension sizes")
     input_shapes, output_shape = rule.signature.shapes(sizes)
     primals = tuple(
         data.draw(primal_strategy(rule, i, shape, dtype, sizes), label=name)
