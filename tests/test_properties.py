@@ -1,0 +1,420 @@
+"""Each property catches the wrong rules it should and passes their correct twins.
+
+Every wrong rule here is a mistake people make when deriving a VJP by hand. Each test
+runs only the property under test, so that it shows that this property, on its own,
+catches the mistake.
+"""
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import vjpcheck as vc
+
+
+def check_one(rule, prop, **options):
+    # float32 alone and sides up to 3 keep compilation, and so the suite, fast; the
+    # worked-rule tests cover float64.
+    options.setdefault("dtypes", ["float32"])
+    options.setdefault("max_side", 3)
+    return vc.check(rule, properties=[prop], **options)
+
+
+def failure_text(rule, prop, **options):
+    with pytest.raises(vc.RuleMismatch) as info:
+        check_one(rule, prop, **options)
+    return str(info.value) + "\n" + "\n".join(getattr(info.value, "__notes__", []))
+
+
+# ----------------------------------------------------------------------------------
+# Rules used below: a correct version and wrong ones.
+
+
+def make_linear(registry, weight_grad, name="linear", signature="(h,d),(d),(h)->(h)"):
+    @vc.rule(signature, data="x", registry=registry, name=name)
+    def linear(W, x, b):
+        return W @ x + b
+
+    @linear.vjp
+    def _(W, x, b, out, g):
+        return weight_grad(g, x), W.T @ g, g
+
+    return linear
+
+
+def correct_weight_grad(g, x):
+    return jnp.outer(g, x)
+
+
+def transposed_weight_grad(g, x):
+    return jnp.outer(x, g)
+
+
+def reshaped_weight_grad(g, x):
+    return jnp.outer(x, g).reshape(g.shape[0], x.shape[0])
+
+
+def make_batched_linear(registry, bias_grad):
+    @vc.rule("(n,d),(h,d),(h)->(n,h)", registry=registry, name="batched_linear")
+    def batched_linear(X, W, b):
+        return X @ W.T + b
+
+    @batched_linear.vjp
+    def _(X, W, b, out, G):
+        return G @ W, G.T @ X, bias_grad(G)
+
+    return batched_linear
+
+
+def make_softmax(registry, backward):
+    @vc.rule("(n)->(n)", registry=registry, output=vc.positive(), name="softmax")
+    def softmax(x):
+        e = jnp.exp(x - jnp.max(x))
+        return e / jnp.sum(e)
+
+    @softmax.vjp
+    def _(x, s, g):
+        return (backward(s, g),)
+
+    return softmax
+
+
+def full_softmax_backward(s, g):
+    return s * (g - jnp.dot(s, g))
+
+
+def diagonal_softmax_backward(s, g):
+    return s * (1 - s) * g
+
+
+def make_relu(registry, backward):
+    @vc.rule("(n)->(n)", kinks=[0.0], registry=registry, name="relu")
+    def relu(x):
+        return jnp.maximum(x, 0.0)
+
+    @relu.vjp
+    def _(x, out, g):
+        return (backward(x, out, g),)
+
+    return relu
+
+
+def make_cross_entropy(registry, backward):
+    @vc.rule(
+        "(n),()->()",
+        specs={"p": vc.positive(0.01, 1.0), "label": vc.index("n")},
+        registry=registry,
+        name="cross_entropy",
+    )
+    def cross_entropy(p, label):
+        return -jnp.log(p[label])
+
+    @cross_entropy.vjp
+    def _(p, label, out, g):
+        return backward(p, label, g), None
+
+    return cross_entropy
+
+
+def scaled_cross_entropy_backward(p, label, g):
+    return -g * jax.nn.one_hot(label, p.shape[0], dtype=p.dtype) / p[label]
+
+
+def unscaled_cross_entropy_backward(p, label, g):
+    return -jax.nn.one_hot(label, p.shape[0], dtype=p.dtype) / p[label]
+
+
+def make_product(registry, backward):
+    @vc.rule("(n),(n)->(n)", registry=registry, name="product")
+    def product(x, y):
+        return x * y + x
+
+    @product.vjp
+    def _(x, y, out, g):
+        return backward(x, y, g)
+
+    return product
+
+
+# ----------------------------------------------------------------------------------
+# structure
+
+
+def test_structure_passes_correct_linear(registry):
+    check_one(make_linear(registry, correct_weight_grad), "structure")
+
+
+def test_structure_catches_transposed_weight_grad(registry):
+    text = failure_text(make_linear(registry, transposed_weight_grad), "structure")
+    assert "failed property 'structure'" in text
+    assert "cotangent for 'W' (input 0) is f32[" in text
+
+
+def test_structure_catches_list_return(registry):
+    @vc.rule("(n)->(n)", registry=registry)
+    def double(x):
+        return 2 * x
+
+    @double.vjp
+    def _(x, out, g):
+        return [2 * g]
+
+    text = failure_text(double, "structure")
+    assert "the backward rule returned a list; return a tuple of 1 cotangents (x)." in text
+
+
+def test_structure_catches_bare_array_return(registry):
+    @vc.rule("(n)->(n)", registry=registry)
+    def double(x):
+        return 2 * x
+
+    @double.vjp
+    def _(x, out, g):
+        return 2 * g
+
+    text = failure_text(double, "structure")
+    assert "returned a single f32[" in text
+    assert "such as (g,) for one input" in text
+
+
+def test_structure_catches_missing_cotangent(registry):
+    @vc.rule("(n),(n)->(n)", registry=registry)
+    def add(x, y):
+        return x + y
+
+    @add.vjp
+    def _(x, y, out, g):
+        return (g,)
+
+    text = failure_text(add, "structure")
+    assert "the backward rule returned 1 cotangents for 2 inputs (x, y)." in text
+
+
+def test_structure_catches_float_label_cotangent(registry):
+    @vc.rule("(n),()->()", specs={"label": vc.index("n")}, registry=registry)
+    def pick(x, label):
+        return x[label]
+
+    @pick.vjp
+    def _(x, label, out, g):
+        return g * jax.nn.one_hot(label, x.shape[0], dtype=x.dtype), jnp.zeros((), x.dtype)
+
+    text = failure_text(pick, "structure")
+    assert "cotangent for 'label' (input 1) is f32[]; an integer input takes None or a float0" in text
+
+
+def test_structure_accepts_float0_label_cotangent(registry):
+    @vc.rule("(n),()->()", specs={"label": vc.index("n")}, registry=registry)
+    def pick(x, label):
+        return x[label]
+
+    @pick.vjp
+    def _(x, label, out, g):
+        float0 = jnp.zeros((), dtype=jax.dtypes.float0)
+        return g * jax.nn.one_hot(label, x.shape[0], dtype=x.dtype), float0
+
+    check_one(pick, "structure")
+
+
+def test_structure_catches_float64_for_float32(registry):
+    @vc.rule("(n)->(n)", registry=registry)
+    def double(x):
+        return 2 * x
+
+    @double.vjp
+    def _(x, out, g):
+        return (2 * g.astype(jnp.float64),)
+
+    with jax.enable_x64(True):
+        text = failure_text(double, "structure", dtypes=["float32"])
+    assert "is f64[" in text
+    assert "expected f32[" in text
+
+
+# ----------------------------------------------------------------------------------
+# matches_autodiff
+
+
+def test_matches_autodiff_passes_correct_linear(registry):
+    check_one(make_linear(registry, correct_weight_grad), "matches_autodiff")
+
+
+def test_matches_autodiff_catches_reshaped_weight_grad(registry):
+    text = failure_text(make_linear(registry, reshaped_weight_grad), "matches_autodiff")
+    assert "Cotangent for 'W' (input 0)" in text
+
+
+def test_matches_autodiff_catches_transpose_on_square(registry):
+    rule = make_linear(registry, transposed_weight_grad, signature="(d,d),(d),(d)->(d)")
+    text = failure_text(rule, "matches_autodiff")
+    assert "Cotangent for 'W' (input 0)" in text
+
+
+def test_matches_autodiff_catches_missing_batch_sum(registry):
+    rule = make_batched_linear(registry, lambda G: G[0])
+    text = failure_text(rule, "matches_autodiff")
+    assert "Cotangent for 'b' (input 2)" in text
+    assert "Draw 1 (core dimension sizes): {'n': 2" in text
+
+
+def test_matches_autodiff_passes_batch_sum(registry):
+    check_one(make_batched_linear(registry, lambda G: jnp.sum(G, axis=0)), "matches_autodiff")
+
+
+def test_matches_autodiff_catches_flipped_sign(registry):
+    text = failure_text(make_product(registry, lambda x, y, g: (g * (y + 1), -g * x)), "matches_autodiff")
+    assert "Cotangent for 'y' (input 1)" in text
+    assert "Cotangent for 'x' (input 0)" not in text
+
+
+def test_matches_autodiff_catches_swapped_cotangents(registry):
+    text = failure_text(make_product(registry, lambda x, y, g: (g * x, g * (y + 1))), "matches_autodiff")
+    assert "Cotangent for 'x' (input 0)" in text
+    assert "Cotangent for 'y' (input 1)" in text
+
+
+def test_matches_autodiff_passes_correct_product(registry):
+    check_one(make_product(registry, lambda x, y, g: (g * (y + 1), g * x)), "matches_autodiff")
+
+
+def test_matches_autodiff_catches_diagonal_softmax(registry):
+    text = failure_text(make_softmax(registry, diagonal_softmax_backward), "matches_autodiff")
+    assert "Draw 1 (core dimension sizes): {'n': 2}" in text
+
+
+def test_matches_autodiff_passes_full_softmax(registry):
+    check_one(make_softmax(registry, full_softmax_backward), "matches_autodiff")
+
+
+def test_matches_autodiff_catches_output_mask(registry):
+    rule = make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
+    text = failure_text(rule, "matches_autodiff")
+    assert "Cotangent for 'x' (input 0): 1 of 1 elements differ." in text
+
+
+def test_matches_autodiff_passes_input_mask(registry):
+    check_one(make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0)), "matches_autodiff")
+
+
+def test_matches_autodiff_catches_unscaled_cross_entropy(registry):
+    text = failure_text(make_cross_entropy(registry, unscaled_cross_entropy_backward), "matches_autodiff")
+    assert "Cotangent for 'p' (input 0)" in text
+
+
+def test_matches_autodiff_passes_scaled_cross_entropy(registry):
+    check_one(make_cross_entropy(registry, scaled_cross_entropy_backward), "matches_autodiff")
+
+
+# ----------------------------------------------------------------------------------
+# adjoint
+
+
+def test_adjoint_passes_correct_product(registry):
+    check_one(make_product(registry, lambda x, y, g: (g * (y + 1), g * x)), "adjoint")
+
+
+def test_adjoint_catches_flipped_sign(registry):
+    text = failure_text(make_product(registry, lambda x, y, g: (g * (y + 1), -g * x)), "adjoint")
+    assert "Forward mode: sum_i <H_i, G_i> against <U, Df(X)[H]> from jax.jvp" in text
+    assert "Finite differences: sum_i <H_i, G_i> against" in text
+
+
+def test_adjoint_catches_diagonal_softmax(registry):
+    failure_text(make_softmax(registry, diagonal_softmax_backward), "adjoint")
+
+
+def test_adjoint_passes_without_reference(registry):
+    @vc.rule("(n)->(n)", reference=None, registry=registry)
+    def cube(x):
+        return x**3
+
+    @cube.vjp
+    def _(x, out, g):
+        return (3 * x**2 * g,)
+
+    check_one(cube, "adjoint")
+
+
+def test_adjoint_catches_wrong_rule_without_reference(registry):
+    @vc.rule("(n)->(n)", reference=None, registry=registry)
+    def cube(x):
+        return x**3
+
+    @cube.vjp
+    def _(x, out, g):
+        return (2 * x**2 * g,)
+
+    text = failure_text(cube, "adjoint")
+    assert "Finite differences" in text
+    assert "Forward mode" not in text
+
+
+# ----------------------------------------------------------------------------------
+# flattening
+
+
+def test_flattening_passes_correct_linear(registry):
+    check_one(make_linear(registry, correct_weight_grad), "flattening")
+
+
+def test_flattening_catches_transpose_on_square(registry):
+    rule = make_linear(registry, transposed_weight_grad, signature="(d,d),(d),(d)->(d)")
+    text = failure_text(rule, "flattening")
+    assert "failed property 'flattening'" in text
+    assert "Cotangent for 'W' (input 0)" in text
+
+
+def test_flattening_not_applicable_without_matrix(registry):
+    report = check_one(make_softmax(registry, full_softmax_backward), "flattening")
+    result = report.results[0]
+    assert result.outcome == "not applicable"
+    assert result.message == "the rule has no matrix input"
+
+
+# ----------------------------------------------------------------------------------
+# composition
+
+
+def test_composition_passes_correct_rules(registry):
+    linear = make_linear(registry, correct_weight_grad)
+    make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0))
+    check_one(linear, "composition")
+
+
+def test_composition_catches_wrong_partner_rule(registry):
+    linear = make_linear(registry, correct_weight_grad)
+    make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
+    text = failure_text(linear, "composition")
+    assert "Chain: " in text
+    assert "relu" in text
+
+
+def test_composition_catches_primal_off_its_reference(registry):
+    # The backward rule matches its reference, so checks of the rule alone pass; but
+    # the op returns twice the reference's output, which the next link then sees.
+    @vc.rule("(n)->(n)", registry=registry, reference=lambda x: x**2 / 2, name="half_square")
+    def half_square(x):
+        return x**2
+
+    @half_square.vjp
+    def _(x, out, g):
+        return (x * g,)
+
+    make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0))
+    check_one(half_square, "matches_autodiff")
+    text = failure_text(half_square, "composition")
+    assert "Chain: half_square -> " in text
+
+
+def test_composition_not_applicable_without_partner(registry):
+    report = check_one(make_cross_entropy(registry, scaled_cross_entropy_backward), "composition")
+    result = report.results[0]
+    assert result.outcome == "not applicable"
+    assert "no registered rule chains with 'cross_entropy'" in result.message
+
+
+def test_composition_discards_kink_values(registry):
+    linear = make_linear(registry, correct_weight_grad)
+    make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0))
+    report = check_one(linear, "composition", max_examples=60)
+    assert report.results[0].discarded["intermediate value at a kink"] > 0
