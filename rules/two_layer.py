@@ -27,7 +27,7 @@ def loss(params, x, label):
 
 
 def reference_loss(params, x, label):
-    """The same loss in plain jax.numpy, for JAX to differentiate."""
+    """Compute the same loss in plain jax.numpy, for JAX to differentiate."""
     hidden = jnp.maximum(params["W1"] @ x + params["b1"], 0.0)
     logits = params["W2"] @ hidden + params["b2"]
     p = jnp.exp(logits - jnp.max(logits))

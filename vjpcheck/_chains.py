@@ -130,6 +130,7 @@ class Chain(Rule):
         _check_links(links)
         self.links = links
         signature, renames = _combine_signatures(links)
+
         arg_names, specs, kinks = [], {}, {}
         first = links[0]
         # For each chain input, the link and the argument of that link that it feeds.
@@ -150,6 +151,7 @@ class Chain(Rule):
                 specs[chain_name] = link.specs[i].rename(mapping)
                 if i in link.kinks:
                     kinks[chain_name] = link.kinks[i]
+
         dtypes = [d for d in links[0].dtypes if all(d in link.dtypes for link in links)]
         if not dtypes:
             raise InvalidSpec(
@@ -157,6 +159,7 @@ class Chain(Rule):
                 "set dtypes= so that they share one."
             )
         has_reference = all(link.reference is not None for link in links)
+
         super().__init__(
             self._compose_function,
             signature,
@@ -175,7 +178,7 @@ class Chain(Rule):
         self.function = self._compose_function
 
     def link_arguments(self, primals: Sequence[Any]) -> list[list[Any]]:
-        """Each link's arguments, with None at its data input, which the previous link fills."""
+        """Return each link's arguments, with None at the data input that the previous link fills."""
         params = iter(primals[1:])
         arguments = []
         for link in self.links:

@@ -17,7 +17,7 @@ from hypothesis.errors import FailedHealthCheck, HypothesisException, Unsatisfia
 
 from vjpcheck._errors import InvalidSpec, RuleMismatch
 from vjpcheck._properties import PROPERTIES, Context, Stats
-from vjpcheck._rules import Rule, _normalise_dtypes, default_registry
+from vjpcheck._rules import Rule, _normalise_dtypes
 from vjpcheck._strategies import ShapeOptions
 
 PASSED, FAILED, ERROR, NOT_APPLICABLE = "passed", "failed", "error", "not applicable"
@@ -198,7 +198,7 @@ def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
     overrides: dict[str, Any] = {
         "deadline": None,
         "print_blob": True,
-        # The explain phase reports which lines of vjpcheck ran, which says nothing about
+        # The explain phase reports which lines of vjpcheck ran, which tells nothing about
         # the rule, and costs a compilation per variation it tries.
         "phases": [phase for phase in parent.phases if phase != Phase.explain],
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors],
@@ -219,7 +219,7 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
     test._hypothesis_internal_add_digest = (
         f"vjpcheck:{ctx.rule.name}:{ctx.rule.location}:{name}:{ctx.dtype.name}".encode()
     )
-    # Hypothesis prints this name in the falsifying example, so it says what ran.
+    # Hypothesis prints this name in the falsifying example, so it names what ran.
     test.__name__ = test.__qualname__ = re.sub(r"\W", "_", f"{ctx.rule.name}__{name}__{ctx.dtype.name}")
     runner = given(st.data())(test)
     runner = _hypothesis_settings(options)(runner)
@@ -279,7 +279,3 @@ def _discard_message(ctx: Context, name: str, error: BaseException) -> str:
         f"Widen the specs so that fewer draws are discarded.\nHypothesis: {error}"
     )
 
-
-def registered_rules() -> list[Rule]:
-    """The rules in `default_registry`, in the order they were declared."""
-    return list(default_registry)

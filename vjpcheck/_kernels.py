@@ -221,7 +221,7 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
 
 
 def _exact(value: Any) -> Any:
-    """The error magnitude of an exact input: zeros for a real array, None for an integer.
+    """Return the error magnitude of an exact input: zeros, or None for an integer array.
 
     Passing zeros rather than None keeps each kernel's argument structure the same for
     exact and computed inputs, so that JAX compiles it once.

@@ -194,10 +194,14 @@ def _through_each_operand(bind, inputs) -> list[Any]:
     floats = [k for k, (v, _) in enumerate(inputs) if _is_float(v)]
     total = None
     for k in floats:
-        operands = [
-            (m if j == k else jnp.abs(v)) if _is_float(v) else v
-            for j, (v, m) in enumerate(inputs)
-        ]
+        operands = []
+        for j, (v, m) in enumerate(inputs):
+            if not _is_float(v):
+                operands.append(v)
+            elif j == k:
+                operands.append(m)
+            else:
+                operands.append(jnp.abs(v))
         term = [jnp.abs(c) for c in bind(operands)]
         total = term if total is None else [t + c for t, c in zip(total, term)]
     return total

@@ -11,8 +11,9 @@ is judged against
     scale_i = max(m_rule_i, m_ref_i) + |G64_i|,
 
 where eps * m_rule and eps * m_ref bound, to first order, the rounding error of element
-i in the rule's computation and in the reference's (see `vjpcheck._magnitudes`; they
-grow with the magnitudes of the terms that entered the element). The element passes when
+i in the rule's computation and in the reference's. Both grow with the magnitudes of
+the terms that entered the element, as `vjpcheck._magnitudes` explains. The element
+passes when
 
     |obtained_i - G64_i| <= rtol * scale_i + atol.
 
@@ -79,7 +80,7 @@ def cast_floats(values: Sequence[Any], dtype: Any) -> tuple[Any, ...]:
 
 
 def vdot(a: Any, b: Any) -> Any:
-    """The inner product <a, b>: the sum of elementwise products."""
+    """Return the inner product <a, b>, the sum of elementwise products."""
     return jnp.sum(a * b)
 
 

@@ -41,7 +41,7 @@ INTERMEDIATE_KINK_EPS = 1024.0
 
 @dataclasses.dataclass
 class Stats:
-    """What one property run saw: examples, discards by reason, worst error ratio."""
+    """Counts from one property run: examples, discards by reason, worst error ratio."""
 
     examples: int = 0
     discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
@@ -264,7 +264,11 @@ def _ratio(obtained: float, expected: float, bound: float) -> float:
     error = abs(obtained - expected)
     if not np.isfinite(error):
         return float("inf")
-    return error / bound if bound > 0 else (0.0 if error == 0 else float("inf"))
+    if bound > 0:
+        return error / bound
+    if error == 0:
+        return 0.0
+    return float("inf")
 
 
 def _matrix_inputs(rule: Rule) -> list[int]:

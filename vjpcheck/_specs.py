@@ -124,11 +124,11 @@ class Spec:
         return None
 
     def accepts(self, produced: Spec) -> bool:
-        """Whether every value that an output declared as ``produced`` lies in this domain."""
+        """Return whether every value of an output declared as ``produced`` is in this domain."""
         return False
 
     def largest_magnitude(self) -> float:
-        """An upper bound on the drawn values' magnitude, used to size kink margins."""
+        """Return an upper bound on the drawn values' magnitude, which sizes kink margins."""
         return 1.0
 
     def rename(self, mapping: Mapping[str, str]) -> Spec:
@@ -253,6 +253,11 @@ class ArrayStrategy(Spec):
     """Whole arrays from ``make(shape, dtype)``, a function returning a Hypothesis strategy."""
 
     make: Callable[[tuple[int, ...], np.dtype], SearchStrategy]
+
+    def __repr__(self) -> str:
+        # The default repr shows the function's address, which differs between runs.
+        name = getattr(self.make, "__qualname__", type(self.make).__name__)
+        return f"ArrayStrategy(make={getattr(self.make, '__module__', '?')}.{name})"
 
     def array_strategy(self, shape: tuple[int, ...], dtype: np.dtype) -> SearchStrategy:
         strategy = self.make(shape, dtype)
