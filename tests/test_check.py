@@ -152,5 +152,7 @@ def test_rule_error_reported_with_example(registry):
     report = vc.check_report(double, properties=["matches_autodiff"])
     result = report.results[0]
     assert result.outcome == "error"
-    assert "raised an error during property 'matches_autodiff' in float32:" in result.message
+    assert "): its backward rule raised an error during property 'matches_autodiff' in float32." in result.message
     assert "ZeroDivisionError: the rule divided by zero" in result.message
+    assert 'raise ZeroDivisionError("the rule divided by zero")' in result.message
+    assert "Draw 2 (x):" in result.message

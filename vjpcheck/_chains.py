@@ -288,14 +288,12 @@ def chain(*rules: Rule, name: str | None = None, registry: Registry | None = Non
     >>> # two_layer = chain(linear, relu, linear, softmax, cross_entropy,
     >>> #                   name="two_layer_classifier")
     """
-    from vjpcheck._rules import _caller_site, default_registry
+    from vjpcheck._rules import _caller_site, default_registry, deferred
 
-    return Chain(
-        rules,
-        name=name,
-        registry=registry if registry is not None else default_registry,
-        location=_caller_site(),
-    )
+    location = _caller_site()
+    registry = registry if registry is not None else default_registry
+    label = name or " -> ".join(getattr(r, "name", repr(r)) for r in rules)
+    return deferred(lambda: Chain(rules, name=name, registry=registry, location=location), label, location, registry)
 
 
 # ----------------------------------------------------------------------------------

@@ -14,13 +14,20 @@ import numpy as np
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import strategies as st
 from hypothesis.errors import FailedHealthCheck, HypothesisException, Unsatisfiable
+from hypothesis.reporting import with_reporter
 
+from vjpcheck._diagnose_errors import describe_error
 from vjpcheck._errors import InvalidSpec, RuleMismatch
+from vjpcheck._timeout import ExampleTimeout, time_limit
 from vjpcheck._properties import PROPERTIES, Context, Stats
-from vjpcheck._rules import Rule, _normalise_dtypes
+from vjpcheck._rules import BrokenRule, Rule, _normalise_dtypes
 from vjpcheck._strategies import ShapeOptions
 
 PASSED, FAILED, ERROR, NOT_APPLICABLE = "passed", "failed", "error", "not applicable"
+# JAX adds this note when it hides its own frames from a traceback; reports show only
+# the user's frames anyway.
+_JAX_FILTER_NOTE = "--------------------\nFor simplicity, JAX has removed"
+_SEED = re.compile(r"@seed\((\d+)\)")
 _BLOB = re.compile(r"@reproduce_failure\((?P<version>'[^']*'|\"[^\"]*\"), (?P<blob>b'[^']*'|b\"[^\"]*\")\)")
 
 
@@ -65,6 +72,8 @@ class RunOptions:
     settings: hypothesis.settings | None = None
     reproduce_failure: tuple[str, bytes] | None = None
     seed: int | None = None
+    # Seconds one example may run before it is stopped; None for no limit.
+    timeout: float | None = None
 
 
 def check(
@@ -82,6 +91,8 @@ def check(
     max_links: int = 5,
     settings: hypothesis.settings | None = None,
     reproduce_failure: tuple[str, bytes] | None = None,
+    seed: int | None = None,
+    timeout: float | None = None,
 ) -> CheckReport:
     """Check a rule's VJP with every property (or those named) and every dtype.
 
@@ -98,6 +109,9 @@ def check(
       max_links: longest chain that `composition` draws.
       settings: Hypothesis settings to start from (default: the active profile).
       reproduce_failure: ``(version, blob)`` from a failure report, to replay it.
+      seed: seed for Hypothesis's random draws, to replay a run.
+      timeout: seconds one example may run before the check stops it and reports an
+        error (default: no limit). It works in the main thread only.
 
     Returns:
       A `CheckReport` when every property passed or does not apply.
@@ -121,6 +135,8 @@ def check(
             max_links=max_links,
             settings=settings,
             reproduce_failure=reproduce_failure,
+            seed=seed,
+            timeout=timeout,
         ),
     )
     failed = [r for r in report.results if r.outcome == FAILED]
@@ -142,6 +158,8 @@ def check_report(
     options: RunOptions = RunOptions(),
 ) -> CheckReport:
     """Like `check`, but return every result, failures included, without raising."""
+    if isinstance(rule, BrokenRule):
+        raise rule.error
     if not isinstance(rule, Rule):
         raise InvalidSpec(
             f"check() takes a vjpcheck rule, not {rule!r}; declare it with "
@@ -149,7 +167,7 @@ def check_report(
         )
     names = select_properties(properties)
     dtypes = _normalise_dtypes(dtypes, rule.name) if dtypes is not None else rule.dtypes
-    pool = list(pool) if pool is not None else list(rule.registry)
+    pool = [r for r in (pool if pool is not None else rule.registry) if isinstance(r, Rule)]
     if rule.missing:
         raise InvalidSpec(rule.missing)
     results = [run_property(rule, name, dtypes=dtypes, pool=pool, options=options) for name in names]
@@ -202,6 +220,8 @@ def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
         # the rule, and costs a compilation per variation it tries.
         "phases": [phase for phase in parent.phases if phase != Phase.explain],
         "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors],
+        # One failure per property, the minimal one, rather than an ExceptionGroup.
+        "report_multiple_bugs": False,
     }
     if options.max_examples is not None:
         overrides["max_examples"] = options.max_examples
@@ -212,7 +232,8 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
     prop = PROPERTIES[name]
 
     def test(data):
-        prop.run(ctx, data)
+        with time_limit(options.timeout):
+            prop.run(ctx, data)
 
     # Hypothesis keys its example database on the test function's source, which is the
     # same for every rule, so each rule, property and dtype adds its own key.
@@ -227,35 +248,52 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
         runner = hypothesis.reproduce_failure(*options.reproduce_failure)(runner)
     if options.seed is not None:
         runner = hypothesis.seed(options.seed)(runner)
+    # Hypothesis prints some advice (a @seed line) through its reporter; keep it for
+    # the report instead, because library code does not print.
+    printed: list[str] = []
     try:
-        runner()
+        with with_reporter(printed.append):
+            runner()
+    except ExampleTimeout as error:
+        message = _timeout_message(ctx, name, options.timeout)
+        return ERROR, message, error
     except RuleMismatch as error:
-        return FAILED, _with_notes(error, ctx, name), error
+        return FAILED, _with_notes(error, ctx, name, printed=printed), error
     except (FailedHealthCheck, Unsatisfiable) as error:
         message = _discard_message(ctx, name, error)
         return ERROR, message, InvalidSpec(message)
     except InvalidSpec as error:
-        return ERROR, _with_notes(error, ctx, name), error
+        return ERROR, _with_notes(error, ctx, name, printed=printed), error
     except HypothesisException as error:
         message = f"Hypothesis stopped property {name!r} of rule {ctx.rule.name!r} in {ctx.dtype.name}: {error}"
-        return ERROR, _with_notes(error, ctx, name, message), error
-    except Exception as error:  # the rule, the primal or the reference raised
-        text = f"{type(error).__name__}: {error}"
-        message = (
-            f"Rule {ctx.rule.name!r} ({ctx.rule.location}) raised an error during property "
-            f"{name!r} in {ctx.dtype.name}:\n{text}"
-        )
-        return ERROR, _with_notes(error, ctx, name, message), error
+        return ERROR, _with_notes(error, ctx, name, message, printed), error
+    except Exception as error:  # the rule, the op or the reference raised
+        message = describe_error(error, ctx.rule, name, ctx.dtype.name)
+        return ERROR, _with_notes(error, ctx, name, message, printed), error
     return PASSED, "", None
 
 
-def _with_notes(error: BaseException, ctx: Context, name: str, message: str | None = None) -> str:
+def _with_notes(
+    error: BaseException,
+    ctx: Context,
+    name: str,
+    message: str | None = None,
+    printed: Sequence[str] = (),
+) -> str:
     """Return the report: the message, Hypothesis's notes, and a line to replay it."""
+    for text in printed:
+        seed = _SEED.search(text)
+        if seed:
+            error.add_note(
+                f"To replay this run: vjpcheck.check({ctx.rule.name}, properties=[{name!r}], "
+                f"dtypes=[{ctx.dtype.name!r}], seed={seed[1]}), or vjpcheck check --seed {seed[1]}"
+            )
     replay = _replay_line(ctx, name, getattr(error, "__notes__", []))
     if replay:
         error.add_note(replay)
     text = message if message is not None else str(error)
-    return "\n".join([text, *getattr(error, "__notes__", [])])
+    notes = [n for n in getattr(error, "__notes__", []) if not n.startswith(_JAX_FILTER_NOTE)]
+    return "\n".join([text, *notes])
 
 
 def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
@@ -268,6 +306,16 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
                 f"{match['version']}, {match['blob']}))"
             )
     return None
+
+
+def _timeout_message(ctx: Context, name: str, timeout: float) -> str:
+    example = "\n".join(f"  {line}" for line in ctx.stats.last_example) or "  (not drawn yet)"
+    return (
+        f"Rule {ctx.rule.name!r} ({ctx.rule.location}): one example of property {name!r} in "
+        f"{ctx.dtype.name} ran for more than the time limit of {timeout:g} s and was stopped. "
+        "If the rule is only slow, raise the limit with --timeout (vjpcheck check) or "
+        f"timeout= (vjpcheck.check). The example:\n{example}"
+    )
 
 
 def _discard_message(ctx: Context, name: str, error: BaseException) -> str:

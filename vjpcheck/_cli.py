@@ -14,23 +14,31 @@ from pathlib import Path
 from types import ModuleType
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from vjpcheck._check import ERROR, FAILED, NOT_APPLICABLE, PASSED, PropertyResult, RunOptions, check_report
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._properties import PROPERTIES
-from vjpcheck._rules import Rule, default_registry
+from vjpcheck._rules import BrokenRule, Rule, collecting, default_registry
 from vjpcheck._strategies import ShapeOptions
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# Exit codes, in order of precedence when several apply: 1 when a property failed; 3
+# when a rule, a declaration or the import of a target raised an error; 2 when the
+# command line was invalid (an option, a target that does not exist, no rules found);
+# 0 when every property passed or does not apply.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 _STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim"}
 _LABELS = {PASSED: "PASS", FAILED: "FAIL", ERROR: "ERROR", NOT_APPLICABLE: "n/a"}
 
 
 @dataclasses.dataclass
-class ImportProblem:
-    target: str
+class Problem:
+    """A target or declaration that could not be checked, shown as an ERROR row."""
+
+    name: str
+    stage: str
     message: str
 
 
@@ -72,17 +80,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--max-side", type=int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)")
     check.add_argument("--seed", type=int, default=None, help="seed for Hypothesis's random draws")
+    check.add_argument(
+        "--timeout", type=float, default=60.0, metavar="SECONDS",
+        help="stop an example that runs longer than this and report an error; 0 turns the limit off (default: 60)",
+    )
     return parser
 
 
 def _check_command(args: argparse.Namespace) -> int:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     rules, problems = collect_rules(args.targets)
-    for problem in problems:
-        console.print(f"[bold magenta]ERROR[/] {problem.message}", markup=True, soft_wrap=True)
-    if not rules:
-        if not problems:
-            console.print(f"No rules are registered by {', '.join(args.targets)}; declare some with @vjpcheck.rule.")
+    if not rules and not problems:
+        console.print(
+            f"No rules are registered by {', '.join(args.targets)}; declare some with "
+            "@vjpcheck.rule or vjpcheck.register."
+        )
         return EXIT_USAGE
 
     try:
@@ -90,6 +102,7 @@ def _check_command(args: argparse.Namespace) -> int:
             max_examples=args.max_examples,
             shapes=ShapeOptions(max_side=args.max_side),
             seed=args.seed,
+            timeout=args.timeout or None,
         )
     except InvalidSpec as error:
         console.print(f"[bold magenta]ERROR[/] {error}")
@@ -107,16 +120,21 @@ def _check_command(args: argparse.Namespace) -> int:
             results.extend(report.results)
     elapsed = time.perf_counter() - start
 
-    console.print(_table(results))
-    _print_details(console, results)
+    console.print(_table(problems, results))
+    _print_details(console, problems, results)
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in _LABELS}
+    errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
     summary = (
-        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {counts[ERROR]} errors, "
+        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
         f"{counts[NOT_APPLICABLE]} not applicable, {len(rules)} rules in {elapsed:.1f} s"
     )
     console.print(summary)
-    if counts[FAILED] or counts[ERROR] or problems:
+    if counts[FAILED]:
         return EXIT_FAILED
+    if errors:
+        return EXIT_ERROR
+    if problems:
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -128,7 +146,7 @@ class _nothing:
         return False
 
 
-def _table(results: Sequence[PropertyResult]) -> Table:
+def _table(problems: Sequence[Problem], results: Sequence[PropertyResult]) -> Table:
     table = Table(title="vjpcheck")
     table.add_column("Rule")
     table.add_column("Property")
@@ -138,10 +156,12 @@ def _table(results: Sequence[PropertyResult]) -> Table:
     table.add_column("Discarded", justify="right")
     table.add_column("Max error / tol", justify="right")
     table.add_column("Time", justify="right")
+    for problem in problems:
+        table.add_row(escape(problem.name), problem.stage, f"[{_STYLES[ERROR]}]ERROR[/]", "", "", "", "", "")
     for r in results:
         style = _STYLES[r.outcome]
         table.add_row(
-            r.rule.name,
+            escape(r.rule.name),
             r.property,
             f"[{style}]{_LABELS[r.outcome]}[/]",
             ",".join(d.name.replace("float", "f") for d in r.dtypes),
@@ -153,7 +173,7 @@ def _table(results: Sequence[PropertyResult]) -> Table:
     return table
 
 
-def _print_details(console: Console, results: Sequence[PropertyResult]) -> None:
+def _print_details(console: Console, problems: Sequence[Problem], results: Sequence[PropertyResult]) -> None:
     discards = [r for r in results if r.discarded]
     if discards:
         console.print("\nDiscarded examples (drawn, then rejected before any comparison):")
@@ -165,11 +185,14 @@ def _print_details(console: Console, results: Sequence[PropertyResult]) -> None:
         console.print("\nNot applicable:")
         for r in skipped:
             console.print(f"  {r.rule.name} [{r.property}]: {r.message}", markup=False, soft_wrap=True)
+    for problem in problems:
+        console.rule(escape(f"ERROR: {problem.name} [{problem.stage}]"), style=_STYLES[ERROR])
+        console.print(problem.message, markup=False, soft_wrap=True)
     for r in results:
         if r.outcome in (FAILED, ERROR):
-            console.rule(f"{_LABELS[r.outcome]}: {r.rule.name} [{r.property}]", style=_STYLES[r.outcome])
+            console.rule(escape(f"{_LABELS[r.outcome]}: {r.rule.name} [{r.property}]"), style=_STYLES[r.outcome])
             console.print(r.message, markup=False, soft_wrap=True)
-    if any(r.outcome in (FAILED, ERROR) for r in results):
+    if problems or any(r.outcome in (FAILED, ERROR) for r in results):
         console.rule()
 
 
@@ -177,24 +200,31 @@ def _print_details(console: Console, results: Sequence[PropertyResult]) -> None:
 # Targets
 
 
-def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[ImportProblem]]:
-    """Import the targets; return the rules they registered and any import failures."""
+def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
+    """Import the targets; return the rules they registered, and what could not load.
+
+    A declaration that raises InvalidSpec does not stop its module from loading: it
+    becomes a problem of its own, and the module's other rules are still checked.
+    """
     before = list(default_registry)
     modules: list[ModuleType] = []
-    problems: list[ImportProblem] = []
-    for target in targets:
-        try:
-            modules.extend(import_target(target))
-        except InvalidSpec as error:
-            problems.append(ImportProblem(target, f"{target}: {error}"))
-        except Exception:  # noqa: BLE001 - any import failure is reported, the others go on
-            problems.append(ImportProblem(target, f"importing {target} failed:\n{traceback.format_exc()}"))
-    rules = [r for r in default_registry if not any(r is b for b in before)]
+    problems: list[Problem] = []
+    with collecting():
+        for target in targets:
+            try:
+                modules.extend(import_target(target))
+            except InvalidSpec as error:
+                problems.append(Problem(target, "target", f"{target}: {error}"))
+            except Exception:  # noqa: BLE001 - any import failure is reported, the others go on
+                problems.append(Problem(target, "import", f"importing {target} failed:\n{traceback.format_exc()}"))
+    found = [r for r in default_registry if not any(r is b for b in before)]
     for module in modules:
         for value in vars(module).values():
-            if isinstance(value, Rule) and not any(value is r for r in rules):
-                rules.append(value)
-    return rules, problems
+            if isinstance(value, (Rule, BrokenRule)) and not any(value is r for r in found):
+                found.append(value)
+    for broken in (r for r in found if isinstance(r, BrokenRule)):
+        problems.append(Problem(broken.name, "declaration", f"{broken.location}: {broken.error}"))
+    return [r for r in found if isinstance(r, Rule)], problems
 
 
 def import_target(target: str) -> list[ModuleType]:

@@ -46,14 +46,20 @@ class Stats:
     examples: int = 0
     discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     worst_ratio: float = 0.0
+    # "name = value" lines for the example being run, for reports on examples that
+    # never finish.
+    last_example: list[str] = dataclasses.field(default_factory=list)
 
     def record(self, ratio: float) -> None:
         self.examples += 1
         self.worst_ratio = max(self.worst_ratio, ratio)
 
     def discard(self, reason: str) -> None:
-        self.discarded[reason] += 1
+        self.note_discard(reason)
         hypothesis.reject()
+
+    def note_discard(self, reason: str) -> None:
+        self.discarded[reason] += 1
 
 
 @dataclasses.dataclass
@@ -80,6 +86,15 @@ class Property:
 
 # ----------------------------------------------------------------------------------
 # Shared steps
+
+
+def _draw_example(ctx: Context, data: DataObject, rule: Rule) -> Example:
+    example = draw_example(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard)
+    ctx.stats.last_example = [
+        f"{name} = {np.array2string(np.asarray(value), threshold=20)}"
+        for name, value in zip(rule.arg_names, example.primals)
+    ]
+    return example
 
 
 def _require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: str) -> None:
@@ -165,21 +180,21 @@ def _compare_with_autodiff(ctx: Context, rule: Rule, example: Example, cotangent
 
 
 def _structure(ctx: Context, data: DataObject) -> None:
-    example = draw_example(data, ctx.rule, ctx.dtype, ctx.shapes)
+    example = _draw_example(ctx, data, ctx.rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     _require_structure(ctx, ctx.rule, example, cotangent, _header(ctx, ctx.rule, STRUCTURE, example))
     ctx.stats.record(0.0)
 
 
 def _matches_autodiff(ctx: Context, data: DataObject) -> None:
-    example = draw_example(data, ctx.rule, ctx.dtype, ctx.shapes)
+    example = _draw_example(ctx, data, ctx.rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     _compare_with_autodiff(ctx, ctx.rule, example, cotangent, MATCHES_AUTODIFF)
 
 
 def _adjoint(ctx: Context, data: DataObject) -> None:
     rule = ctx.rule
-    example = draw_example(data, rule, ctx.dtype, ctx.shapes)
+    example = _draw_example(ctx, data, rule)
     tangents = draw_tangents(data, rule, example, ctx.dtype)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     header = _header(ctx, rule, ADJOINT, example)
@@ -277,7 +292,7 @@ def _matrix_inputs(rule: Rule) -> list[int]:
 
 def _flattening(ctx: Context, data: DataObject) -> None:
     rule = ctx.rule
-    example = draw_example(data, rule, ctx.dtype, ctx.shapes)
+    example = _draw_example(ctx, data, rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     header = _header(ctx, rule, FLATTENING, example)
     _require_structure(ctx, rule, example, cotangent, header)
@@ -304,7 +319,7 @@ def _flattening(ctx: Context, data: DataObject) -> None:
 
 def _composition(ctx: Context, data: DataObject) -> None:
     chain = draw_chain(data, ctx.rule, _with_reference(ctx.pool), ctx.dtype, ctx.max_links)
-    example = draw_example(data, chain, ctx.dtype, ctx.shapes)
+    example = _draw_example(ctx, data, chain)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     extra = f"Chain: {chain.name}"
     _compare_with_autodiff(ctx, chain, example, cotangent, COMPOSITION, extra)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
@@ -31,8 +32,11 @@ class Registry:
     def __init__(self) -> None:
         self._rules: dict[str, Rule] = {}
 
-    def add(self, rule: Rule) -> None:
+    def add(self, rule: Rule | BrokenRule) -> None:
         existing = self._rules.get(rule.name)
+        if isinstance(rule, BrokenRule) and existing is not None and existing.location != rule.location:
+            self._rules[f"{rule.name} ({rule.location})"] = rule
+            return
         if existing is not None and existing.location != rule.location:
             raise InvalidSpec(
                 f"A rule named {rule.name!r} is already registered from "
@@ -63,6 +67,60 @@ class Registry:
 
 
 default_registry = Registry()
+
+# While a command collects rules from a module, a declaration that raises InvalidSpec
+# becomes a BrokenRule, so that the rest of the module still loads and is checked.
+_collecting = False
+
+
+@contextlib.contextmanager
+def collecting() -> Iterator[None]:
+    """Defer declaration errors to BrokenRule placeholders while the block runs."""
+    global _collecting
+    previous, _collecting = _collecting, True
+    try:
+        yield
+    finally:
+        _collecting = previous
+
+
+class BrokenRule:
+    """A declaration that raised `InvalidSpec` while a command collected rules.
+
+    It accepts the decorators that usually follow a declaration, so the module goes on
+    loading, and it raises the stored error when called or checked.
+    """
+
+    def __init__(self, name: str, location: str, error: InvalidSpec, registry: Registry | None) -> None:
+        self.name = name
+        self.location = location
+        self.error = error
+        self.registry = registry if registry is not None else default_registry
+        self.registry.add(self)
+
+    def vjp(self, fn: Callable) -> Callable:
+        return fn
+
+    fwd = bwd = vjp
+
+    def defvjp(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.error
+
+    def __repr__(self) -> str:
+        return f"<vjpcheck broken rule {self.name} at {self.location}: {self.error}>"
+
+
+def deferred(declare: Callable[[], Any], name: str, location: str, registry: Registry | None) -> Any:
+    """Run ``declare``; while collecting, turn an InvalidSpec into a BrokenRule."""
+    try:
+        return declare()
+    except InvalidSpec as error:
+        if not _collecting:
+            raise
+        return BrokenRule(name, location, error, registry)
 
 
 class Rule:
@@ -396,7 +454,7 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
     ...     return (jnp.where(x > 0, g, 0.0),)
     """
 
-    def decorate(fn: Callable) -> Rule:
+    def declare(fn: Callable) -> Rule:
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
         if isinstance(fn, jax.custom_vjp):
@@ -406,6 +464,10 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
         if not callable(fn):
             raise InvalidSpec(f"@vjpcheck.rule decorates a function, not {fn!r}.")
         return Rule(fn, signature, kind="vjp", **options)
+
+    def decorate(fn: Callable) -> Rule:
+        name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
+        return deferred(lambda: declare(fn), name, _definition_site(fn), options.get("registry"))
 
     return decorate
 
@@ -423,13 +485,18 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
     ...     jax.nn.softmax, "(n)->(n)", name="jax.nn.softmax", registry=Registry(),
     ...     reference=lambda x: jnp.exp(x) / jnp.sum(jnp.exp(x)))
     """
-    if isinstance(fn, Rule):
-        raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
-    if not callable(fn):
-        raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
     options.setdefault("location", _caller_site())
-    kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
-    return Rule(fn, signature, kind=kind, **options)
+
+    def declare() -> Rule:
+        if isinstance(fn, Rule):
+            raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
+        if not callable(fn):
+            raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
+        kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
+        return Rule(fn, signature, kind=kind, **options)
+
+    name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
+    return deferred(declare, name, options["location"], options.get("registry"))
 
 
 # ----------------------------------------------------------------------------------
@@ -473,7 +540,10 @@ def _short_path(path: str) -> str:
 
 
 def _definition_site(fn: Callable) -> str:
-    target = inspect.unwrap(getattr(fn, "fun", fn))
+    try:
+        target = inspect.unwrap(getattr(fn, "fun", fn))
+    except ValueError:
+        target = fn
     try:
         path = inspect.getsourcefile(target)
         line = inspect.getsourcelines(target)[1]

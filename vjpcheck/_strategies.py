@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import hypothesis.extra.numpy as hnp
 import numpy as np
 from hypothesis import strategies as st
+from hypothesis.errors import StopTest
 from hypothesis.strategies import DataObject, SearchStrategy
 
 from vjpcheck._errors import InvalidSpec
@@ -134,15 +135,30 @@ def primal_strategy(rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dt
     return float_arrays(spec, shape, dtype)
 
 
-def draw_example(data: DataObject, rule: Rule, dtype: np.dtype, options: ShapeOptions) -> Example:
-    """Draw core sizes, then every primal, each under its argument's name."""
+def draw_example(
+    data: DataObject,
+    rule: Rule,
+    dtype: np.dtype,
+    options: ShapeOptions,
+    on_give_up: Callable[[str], None] | None = None,
+) -> Example:
+    """Draw core sizes, then every primal, each under its argument's name.
+
+    ``on_give_up`` receives a reason when an argument's spec gives up on a draw (a
+    Hypothesis filter that rejected every value it tried), so the run can say which.
+    """
     sizes = data.draw(dim_sizes(tuple(rule.signature.dim_names), options), label="core dimension sizes")
     input_shapes, output_shape = rule.signature.shapes(sizes)
-    primals = tuple(
-        data.draw(primal_strategy(rule, i, shape, dtype, sizes), label=name)
-        for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes))
-    )
-    return Example(primals=primals, sizes=sizes, output_shape=output_shape)
+    primals = []
+    for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes)):
+        strategy = primal_strategy(rule, i, shape, dtype, sizes)
+        try:
+            primals.append(data.draw(strategy, label=name))
+        except StopTest:
+            if on_give_up is not None:
+                on_give_up(f"the spec for {name!r} gave up on a draw")
+            raise
+    return Example(primals=tuple(primals), sizes=sizes, output_shape=output_shape)
 
 
 def draw_cotangent(data: DataObject, shape: tuple[int, ...], dtype: np.dtype, label: str = "cotangent") -> np.ndarray:

@@ -1,0 +1,214 @@
+"""Misuse and crashes: each gets a message that names the rule, the value and the fix.
+
+Declaration mistakes raise vjpcheck.InvalidSpec when the rule is declared (see also
+test_rules.py and test_specs.py); mistakes that only show when the rule runs are
+reported as that rule's error, and every other rule still runs.
+"""
+
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import strategies as st
+
+import vjpcheck as vc
+from vjpcheck._cli import EXIT_ERROR, EXIT_FAILED, main
+
+
+def error_message(rule, prop="matches_autodiff", **options):
+    report = vc.check_report(rule, properties=[prop], dtypes=["float32"], options=vc._check.RunOptions(**options))
+    result = report.results[0]
+    assert result.outcome == "error", result.message
+    return result.message
+
+
+def declare(registry, signature, backward, primal=lambda x: 2 * x, **options):
+    rule = vc.rule(signature, registry=registry, name="op", **options)(primal)
+    rule.vjp(backward)
+    return rule
+
+
+def test_unparsable_signature_message(registry):
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.rule("(n->(n)", registry=registry)(lambda x: x)
+    assert "signature='(n->(n)' is not a valid gufunc signature." in str(info.value)
+    assert "as in '(h,d),(d),(h)->(h)'" in str(info.value)
+
+
+def test_inconsistent_dimensions_message(registry):
+    rule = vc.rule("(n),(m)->()", registry=registry, name="dot")(lambda x, y: x @ y)
+    rule.vjp(lambda x, y, out, g: (g * y, g * x))
+    message = error_message(rule)
+    assert "Rule 'dot' (" in message
+    assert "its op raised an error during property 'matches_autodiff' in float32." in message
+    assert "The shapes may not match the signature '(n),(m)->()'" in message
+
+
+def test_output_shape_mismatch_message(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (g[:1],), primal=lambda x: jnp.sum(x, keepdims=True))
+    message = error_message(rule)
+    assert "rule 'op': the op returned f32[1] but signature '(n)->(n)' gives the output shape" in message
+    assert "correct the signature's output or the op." in message
+
+
+def test_non_array_cotangent_message(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: ("not an array",))
+    message = vc.check_report(rule, properties=["structure"], dtypes=["float32"]).results[0].message
+    assert "the backward rule returned a value that is not an array" in message
+
+
+def test_rule_traceback_shows_user_frames(registry):
+    def backward(x, out, g):
+        return (2 * g + undefined_name,)  # noqa: F821
+
+    message = error_message(declare(registry, "(n)->(n)", backward))
+    assert "its backward rule raised an error" in message
+    assert "NameError: name 'undefined_name' is not defined" in message
+    assert "in backward" in message
+    assert "Draw 2 (x):" in message
+
+
+def test_jit_only_error_explained(registry):
+    def backward(x, out, g):
+        if x[0] > 0:
+            return (2 * g,)
+        return (2 * g,)
+
+    message = error_message(declare(registry, "(n)->(n)", backward))
+    assert "TracerBoolConversionError" in message
+    assert "vjpcheck runs the rule under jax.jit" in message
+    assert "Use jnp.where, jax.lax.cond or jax.numpy functions instead." in message
+
+
+def test_reference_not_differentiable_message(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (out * g,), primal=jnp.exp, reference=lambda x: np.exp(x))
+    message = error_message(rule)
+    assert "its reference raised an error" in message
+    assert "pass reference=None to check the rule against finite differences alone." in message
+
+
+def test_unsatisfiable_spec_names_argument(registry):
+    rule = declare(
+        registry, "(n)->(n)", lambda x, out, g: (2 * g,),
+        specs={"x": st.floats(0, 1).filter(lambda v: v > 2)},
+    )
+    message = error_message(rule)
+    assert "could not draw enough valid examples" in message
+    assert "the spec for 'x' gave up on a draw" in message
+    assert "Widen the specs" in message
+
+
+def test_example_timeout_message(registry):
+    def backward(x, out, g):
+        while True:
+            pass
+
+    message = error_message(declare(registry, "(n)->(n)", backward), prop="structure", timeout=0.5)
+    assert "ran for more than the time limit of 0.5 s and was stopped." in message
+    assert "raise the limit with --timeout" in message
+    assert "x = [" in message
+
+
+def test_composition_without_partner_lists_signatures(registry):
+    rule = declare(registry, "(n)->()", lambda x, out, g: (g * jnp.ones_like(x),), primal=jnp.sum)
+    result = vc.check_report(rule, properties=["composition"]).results[0]
+    assert result.outcome == "not applicable"
+    assert "no registered rule chains with 'op' (n)->()" in result.message
+    assert "Rules tried: op (n)->()." in result.message
+
+
+MIXED_MODULE = '''
+import jax.numpy as jnp
+import numpy as np
+import vjpcheck as vc
+
+@vc.rule("(n)->(n)")
+def good_double(x):
+    return 2 * x
+
+@good_double.vjp
+def _(x, out, g):
+    return (2 * g,)
+
+@vc.rule("(n)->(m)")
+def bad_signature(x):
+    return x
+
+@vc.rule("(n)->(n)")
+def returns_list(x):
+    return 2 * x
+
+@returns_list.vjp
+def _(x, out, g):
+    return [2 * g]
+
+@vc.rule("(n)->(n)")
+def raises(x):
+    return 2 * x
+
+@raises.vjp
+def _(x, out, g):
+    raise RuntimeError("backward rule exploded")
+
+@vc.rule("(n)->(n)", reference=lambda x: np.sin(x))
+def numpy_reference(x):
+    return jnp.sin(x)
+
+@numpy_reference.vjp
+def _(x, out, g):
+    return (jnp.cos(x) * g,)
+
+@vc.rule("(n)->(n)")
+def good_square(x):
+    return x * x
+
+@good_square.vjp
+def _(x, out, g):
+    return (2 * x * g,)
+'''
+
+
+@pytest.fixture
+def forget_new_rules():
+    before = list(vc.default_registry)
+    yield
+    for rule in list(vc.default_registry):
+        if not any(rule is b for b in before):
+            vc.default_registry.remove(rule)
+
+
+def test_mixed_module_checks_good_rules(tmp_path, capsys, forget_new_rules):
+    path = tmp_path / "mixed_rules.py"
+    path.write_text(textwrap.dedent(MIXED_MODULE))
+    code = main(["check", str(path), "--max-examples", "5", "--property", "structure", "--property", "matches_autodiff", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    assert code == EXIT_FAILED
+    assert "ERROR: bad_signature [declaration]" in out
+    assert "uses dimension 'm' in the output but in no input" in out
+    assert "FAIL: returns_list [structure]" in out
+    assert "ERROR: raises [matches_autodiff]" in out
+    assert "RuntimeError: backward rule exploded" in out
+    assert "ERROR: numpy_reference [matches_autodiff]" in out
+    assert "good_double" in out
+    assert "good_square" in out
+    assert "FAIL: good_double" not in out
+    assert "ERROR: good_square" not in out
+    assert "5 passed, 2 failed, 4 errors" in out
+
+
+def test_errors_alone_exit_three(tmp_path, capsys, forget_new_rules):
+    path = tmp_path / "only_errors.py"
+    path.write_text(textwrap.dedent('''
+        import vjpcheck as vc
+
+        @vc.rule("(n)->(n)")
+        def raises(x):
+            return 2 * x
+
+        @raises.vjp
+        def _(x, out, g):
+            raise RuntimeError("backward rule exploded")
+    '''))
+    code = main(["check", str(path), "--max-examples", "5", "--property", "matches_autodiff"])
+    assert code == EXIT_ERROR
