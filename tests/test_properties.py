@@ -289,7 +289,8 @@ def test_matches_autodiff_passes_full_softmax(registry):
 def test_matches_autodiff_catches_output_mask(registry):
     rule = make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
     text = failure_text(rule, "matches_autodiff")
-    assert "Cotangent for 'x' (input 0): 1 of 1 elements differ." in text
+    assert "Cotangent for 'x' (input 0): 1 of " in text
+    assert "| 1        | 0        |" in text
 
 
 def test_matches_autodiff_passes_input_mask(registry):

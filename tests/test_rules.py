@@ -210,7 +210,7 @@ def test_unsupported_dtype_rejected(registry):
         def double(x):
             return 2 * x
 
-    assert "dtype 'int32' is not supported; use float32, float64." in str(info.value)
+    assert "dtype 'int32' is not supported; use float32, float64, bfloat16, float16." in str(info.value)
 
 
 def test_negative_rtol_rejected(registry):

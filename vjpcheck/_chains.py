@@ -152,12 +152,8 @@ class Chain(Rule):
                 if i in link.kinks:
                     kinks[chain_name] = link.kinks[i]
 
-        dtypes = [d for d in links[0].dtypes if all(d in link.dtypes for link in links)]
-        if not dtypes:
-            raise InvalidSpec(
-                f"the rules {[link.name for link in links]} have no dtype in common; "
-                "set dtypes= so that they share one."
-            )
+        # Check the dtypes that every link is checked in by default, if there are any.
+        dtypes = [d for d in links[0].dtypes if all(d in link.dtypes for link in links)] or list(links[0].dtypes)
         has_reference = all(link.reference is not None for link in links)
 
         super().__init__(
@@ -300,10 +296,14 @@ def chain(*rules: Rule, name: str | None = None, registry: Registry | None = Non
 # Random chains for the composition property
 
 
-def chain_partners(rule: Rule, pool: Sequence[Rule], dtype: np.dtype) -> tuple[list[Rule], list[Rule]]:
-    """Rules that may come before and after ``rule`` (or a chain's ends) in a chain."""
+def chain_partners(rule: Rule, pool: Sequence[Rule]) -> tuple[list[Rule], list[Rule]]:
+    """Return the rules that may come before and after ``rule`` (or a chain's ends).
+
+    A rule's dtypes are those it is checked in by default, not a limit, so partners
+    are not filtered by dtype.
+    """
     first, last = (rule.links[0], rule.links[-1]) if isinstance(rule, Chain) else (rule, rule)
-    usable = [r for r in pool if not isinstance(r, Chain) and not r.missing and dtype in r.dtypes]
+    usable = [r for r in pool if not isinstance(r, Chain) and not r.missing]
     before = [r for r in usable if feed_problem(r, first) is None]
     after = [r for r in usable if feed_problem(last, r) is None]
     return before, after
@@ -323,7 +323,7 @@ def cached_chain(links: tuple[Rule, ...]) -> Chain:
     return Chain(links)
 
 
-def draw_chain(data: DataObject, rule: Rule, pool: Sequence[Rule], dtype: np.dtype, max_links: int) -> Chain:
+def draw_chain(data: DataObject, rule: Rule, pool: Sequence[Rule], max_links: int) -> Chain:
     """Draw a chain that contains ``rule`` (or all the links of a chain) and 1 to
     ``max_links - 1`` more rules, some before it and some after it."""
     links = list(rule.links) if isinstance(rule, Chain) else [rule]
@@ -332,7 +332,7 @@ def draw_chain(data: DataObject, rule: Rule, pool: Sequence[Rule], dtype: np.dty
 
     def extend(front: bool) -> bool:
         end = links[0] if front else links[-1]
-        candidates = chain_partners(end, pool, dtype)[0 if front else 1]
+        candidates = chain_partners(end, pool)[0 if front else 1]
         if not candidates:
             return False
         choice = data.draw(st.sampled_from(candidates), label="rule before" if front else "rule after")

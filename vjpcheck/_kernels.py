@@ -172,6 +172,15 @@ def flattening_kernel(rule: Rule, index: int) -> Callable:
 
 
 @dataclasses.dataclass
+class KinkValue:
+    """An intermediate value that a kinked link receives, as each computation saw it:
+    the rules in the dtype, JAX's autodiff of the references, and the float64 truth."""
+
+    values: tuple[Any, Any, Any]
+    kinks: tuple[float, ...]
+
+
+@dataclasses.dataclass
 class Pullbacks:
     """Cotangents for a rule's real inputs, from the rule and from the oracles.
 
@@ -181,12 +190,12 @@ class Pullbacks:
     obtained: list[Any]
     # Magnitudes of the terms behind each obtained cotangent.
     obtained_sizes: list[Any]
-    # JAX's autodiff of the reference in `num.AUTODIFF_DTYPE`, to measure its error.
+    # JAX's autodiff of the reference in `num.autodiff_dtype(dtype)`, to measure its error.
     autodiff: list[Any] | None = None
     expected: list[Any] | None = None
     expected_sizes: list[Any] | None = None
-    # (value in the dtype, value in float64, kinks) for intermediate values.
-    kinks: list[tuple[Any, Any, tuple[float, ...]]] = dataclasses.field(default_factory=list)
+    # Intermediate values that must stay off kinks.
+    kinks: list[KinkValue] = dataclasses.field(default_factory=list)
 
     def scales(self) -> list[np.ndarray]:
         """Per element: the larger magnitude of the two computations plus |expected|."""
@@ -201,7 +210,8 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
     if isinstance(rule, Chain):
         return _chain_pullbacks(rule, dtype, primals, cotangent)
     has_reference = rule.reference is not None
-    fused = has_reference and dtype == num.AUTODIFF_DTYPE
+    autodiff_dtype = num.autodiff_dtype(dtype)
+    fused = has_reference and dtype == autodiff_dtype
     low = _cast(primals, cotangent, dtype)
     with num.x64_mode(dtype):
         obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
@@ -209,8 +219,8 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
         )
     result = Pullbacks(obtained, obtained_sizes, autodiff)
     if has_reference and not fused:
-        with num.x64_mode(num.AUTODIFF_DTYPE):
-            result.autodiff = autodiff_pullback(rule)(*_cast(primals, cotangent, num.AUTODIFF_DTYPE))
+        with num.x64_mode(autodiff_dtype):
+            result.autodiff = autodiff_pullback(rule)(*_cast(primals, cotangent, autodiff_dtype))
     if has_reference:
         high = _cast(primals, cotangent, np.float64)
         with num.truth_mode():
@@ -227,12 +237,12 @@ def _exact(value: Any) -> Any:
     exact and computed inputs, so that JAX compiles it once.
     """
     array = np.asarray(value)
-    return np.zeros_like(array) if np.issubdtype(array.dtype, np.floating) else None
+    return np.zeros_like(array) if num.is_float(array.dtype) else None
 
 
 def _cast(primals, cotangent, dtype) -> tuple[tuple, np.ndarray]:
     with num.x64_mode(dtype):
-        return num.cast_floats(primals, dtype), np.asarray(cotangent, dtype)
+        return num.cast_floats(primals, dtype), np.asarray(cotangent).astype(dtype)
 
 
 @dataclasses.dataclass
@@ -247,17 +257,25 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
     # Three passes, each link feeding the next: the rules in the dtype under test, the
     # references in the autodiff dtype (for JAX's own error) and the references in
     # float64 (the truth).
-    fused = dtype == num.AUTODIFF_DTYPE
+    autodiff_dtype = num.autodiff_dtype(dtype)
+    fused = dtype == autodiff_dtype
     rule_track, autodiff_track = _chain_forward_low(chain, primals, dtype, fused)
     truth_track = _chain_forward_truth(chain, primals)
     kinks = [
-        (rule_track.arguments[k][link.data_index], truth_track.arguments[k][link.data_index], link.kinks[link.data_index])
+        KinkValue(
+            values=(
+                rule_track.arguments[k][link.data_index],
+                autodiff_track.arguments[k][link.data_index],
+                truth_track.arguments[k][link.data_index],
+            ),
+            kinks=link.kinks[link.data_index],
+        )
         for k, link in enumerate(chain.links)
         if k > 0 and link.data_index in link.kinks
     ]
 
     g_rule, g_autodiff, g_truth = (
-        np.asarray(cotangent, dtype), np.asarray(cotangent, num.AUTODIFF_DTYPE), np.asarray(cotangent, np.float64)
+        np.asarray(cotangent).astype(dtype), np.asarray(cotangent).astype(autodiff_dtype), np.asarray(cotangent, np.float64)
     )
     size_rule, size_truth = _exact(g_rule), _exact(g_truth)
     per_link: list[dict[int, tuple]] = [{} for _ in chain.links]
@@ -270,7 +288,7 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
                 rule_args, rule_sizes, g_rule, size_rule, *((autodiff_args, g_autodiff) if fused else (None, None))
             )
         if not fused:
-            with num.x64_mode(num.AUTODIFF_DTYPE):
+            with num.x64_mode(autodiff_dtype):
                 autodiff = autodiff_pullback(link)(autodiff_args, g_autodiff)
         with num.truth_mode():
             expected, expected_sizes = truth_pullback(link)(
@@ -291,10 +309,11 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
 
 def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Track]:
     """Run the rules forward in ``dtype`` and the references in the autodiff dtype."""
+    autodiff_dtype = num.autodiff_dtype(dtype)
     with num.x64_mode(dtype):
         rule_primals = num.cast_floats(primals, dtype)
-    with num.x64_mode(num.AUTODIFF_DTYPE):
-        autodiff_primals = num.cast_floats(primals, num.AUTODIFF_DTYPE)
+    with num.x64_mode(autodiff_dtype):
+        autodiff_primals = num.cast_floats(primals, autodiff_dtype)
     rule_track, autodiff_track = _Track([], []), _Track([], [])
     value, size, autodiff_value = rule_primals[0], _exact(rule_primals[0]), autodiff_primals[0]
     links = zip(chain.links, chain.link_arguments(rule_primals), chain.link_arguments(autodiff_primals))
@@ -312,7 +331,7 @@ def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Tr
         if fused:
             autodiff_value = reference_out
         else:
-            with num.x64_mode(num.AUTODIFF_DTYPE):
+            with num.x64_mode(autodiff_dtype):
                 autodiff_value = autodiff_forward(link)(tuple(autodiff_args))
     return rule_track, autodiff_track
 

@@ -44,9 +44,20 @@ from vjpcheck import _magnitudes as magnitudes
 
 FLOOR_EPS = 16.0
 AUTODIFF_FACTOR = 8.0
-# JAX's own autodiff of the reference runs in this dtype to measure how many digits the
-# input lets any implementation keep.
+# JAX's own autodiff of the reference runs in this dtype, or in the dtype under test
+# when that is narrower, to measure how many digits the input lets any implementation
+# keep. (In float64 it would reproduce the truth exactly and measure nothing.)
 AUTODIFF_DTYPE = np.dtype(np.float32)
+
+
+def is_float(dtype: Any) -> bool:
+    """Return whether ``dtype`` is a floating dtype, bfloat16 included."""
+    return bool(jnp.issubdtype(dtype, jnp.floating))
+
+
+def autodiff_dtype(dtype: np.dtype) -> np.dtype:
+    """Return the dtype in which JAX's own autodiff error is measured for ``dtype``."""
+    return np.dtype(dtype) if np.dtype(dtype).itemsize < AUTODIFF_DTYPE.itemsize else AUTODIFF_DTYPE
 # Central differences: the step is FD_STEP times the inputs' scale, near the cube root
 # of float64 epsilon, which balances truncation error against rounding error.
 FD_STEP = 6e-6
@@ -74,7 +85,7 @@ def truth_mode() -> contextlib.AbstractContextManager:
 def cast_floats(values: Sequence[Any], dtype: Any) -> tuple[Any, ...]:
     """Cast the floating-point arrays in ``values`` to ``dtype``; leave integers alone."""
     return tuple(
-        np.asarray(v, dtype) if np.issubdtype(np.asarray(v).dtype, np.floating) else v
+        np.asarray(v).astype(dtype) if is_float(np.asarray(v).dtype) else v
         for v in values
     )
 
@@ -161,29 +172,31 @@ def choose_tolerance(
     dtype: np.dtype,
     autodiff_error: float,
     *,
+    measured_in: np.dtype = AUTODIFF_DTYPE,
     rtol: float | None,
     atol: float | None,
     override_origin: str,
 ) -> Tolerance:
     """Build the tolerance for one comparison in ``dtype`` (see the module docstring).
 
-    ``autodiff_error`` is the relative error of JAX's own autodiff in `AUTODIFF_DTYPE`.
+    ``autodiff_error`` is the relative error of JAX's own autodiff in ``measured_in``.
     """
-    info = np.finfo(dtype)
+    info = jnp.finfo(dtype)
     eps = float(info.eps)
     floor = FLOOR_EPS * eps
-    reference_eps = float(np.finfo(AUTODIFF_DTYPE).eps)
+    measured_in = np.dtype(measured_in)
+    reference_eps = float(jnp.finfo(measured_in).eps)
     from_autodiff = AUTODIFF_FACTOR * autodiff_error * eps / reference_eps
     name = np.dtype(dtype).name
     measured = (
-        f"JAX's own {AUTODIFF_DTYPE.name} autodiff error on this input: "
-        f"{autodiff_error / reference_eps:.2g} {AUTODIFF_DTYPE.name} eps"
+        f"JAX's own {measured_in.name} autodiff error on this input: "
+        f"{autodiff_error / reference_eps:.2g} {measured_in.name} eps"
     )
     if from_autodiff > floor:
         origin = f"default: {AUTODIFF_FACTOR:g} x {measured}"
     else:
         origin = f"default: floor of {FLOOR_EPS:g} {name} eps; {measured}"
-    default = Tolerance(rtol=max(floor, from_autodiff), atol=float(info.tiny), origin=origin)
+    default = Tolerance(rtol=max(floor, from_autodiff), atol=float(info.smallest_normal), origin=origin)
     if rtol is None and atol is None:
         return default
     return Tolerance(

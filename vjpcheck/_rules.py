@@ -10,13 +10,19 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._specs import Index, Real, Signature, Spec, format_core_shape, to_spec
 
-SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-DEFAULT_DTYPES = SUPPORTED_DTYPES
+SUPPORTED_DTYPES = (
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(jnp.bfloat16),
+    np.dtype(np.float16),
+)
+DEFAULT_DTYPES = SUPPORTED_DTYPES[:2]
 
 # Marks "no reference given" apart from reference=None, which declares that there is none.
 _DEFAULT = object()
@@ -511,7 +517,7 @@ def _normalise_dtypes(dtypes: Sequence[Any] | None, name: str) -> tuple[np.dtype
     result = []
     for value in dtypes:
         try:
-            dtype = np.dtype(value)
+            dtype = np.dtype(jnp.dtype(value))
         except TypeError:
             dtype = None
         if dtype not in SUPPORTED_DTYPES:
