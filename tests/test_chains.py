@@ -113,6 +113,7 @@ def test_registered_chain_passes_check(layers, registry):
         "matches_autodiff": "passed",
         "adjoint": "passed",
         "flattening": "passed",
+        "stability": "passed",
         "composition": "passed",
     }
 

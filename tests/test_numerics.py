@@ -22,8 +22,10 @@ from vjpcheck._numerics import (
 
 EPS32 = float(np.finfo(np.float32).eps)
 EPS64 = float(np.finfo(np.float64).eps)
-TINY32 = float(np.finfo(np.float32).tiny)
-TINY64 = float(np.finfo(np.float64).tiny)
+# The default atol: below smallest_normal / eps, an underflow to zero costs more than
+# one epsilon of relative error.
+TINY32 = float(np.finfo(np.float32).smallest_normal / np.finfo(np.float32).eps)
+TINY64 = float(np.finfo(np.float64).smallest_normal / np.finfo(np.float64).eps)
 
 
 def _default_tolerance(dtype, autodiff_error):

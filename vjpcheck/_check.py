@@ -19,7 +19,7 @@ from hypothesis.reporting import with_reporter
 from vjpcheck._diagnose_errors import describe_error
 from vjpcheck._errors import InvalidSpec, RuleMismatch
 from vjpcheck._timeout import ExampleTimeout, time_limit
-from vjpcheck._properties import PROPERTIES, Context, Stats
+from vjpcheck._properties import PROPERTIES, Context, Property, Stats
 from vjpcheck._rules import BrokenRule, Rule, _normalise_dtypes
 from vjpcheck._strategies import ShapeOptions
 
@@ -211,7 +211,7 @@ def run_property(rule: Rule, name: str, *, dtypes: Sequence[np.dtype], pool: Seq
     return result
 
 
-def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
+def _hypothesis_settings(options: RunOptions, prop: Property) -> hypothesis.settings:
     parent = options.settings or hypothesis.settings()
     overrides: dict[str, Any] = {
         "deadline": None,
@@ -219,7 +219,8 @@ def _hypothesis_settings(options: RunOptions) -> hypothesis.settings:
         # The explain phase reports which lines of vjpcheck ran, which tells nothing about
         # the rule, and costs a compilation per variation it tries.
         "phases": [phase for phase in parent.phases if phase != Phase.explain],
-        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors],
+        "suppress_health_check": [HealthCheck.too_slow, HealthCheck.differing_executors]
+        + ([HealthCheck.filter_too_much] if prop.many_discards else []),
         # One failure per property, the minimal one, rather than an ExceptionGroup.
         "report_multiple_bugs": False,
     }
@@ -243,7 +244,7 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
     # Hypothesis prints this name in the falsifying example, so it names what ran.
     test.__name__ = test.__qualname__ = re.sub(r"\W", "_", f"{ctx.rule.name}__{name}__{ctx.dtype.name}")
     runner = given(st.data())(test)
-    runner = _hypothesis_settings(options)(runner)
+    runner = _hypothesis_settings(options, prop)(runner)
     if options.reproduce_failure is not None:
         runner = hypothesis.reproduce_failure(*options.reproduce_failure)(runner)
     if options.seed is not None:

@@ -62,6 +62,11 @@ def _rule_cotangents(rule: Rule, primals, cotangent) -> list[Any]:
     return _float_cotangents(rule, pullback(cotangent), primals)
 
 
+def _rule_output_and_cotangents(rule: Rule, primals, cotangent) -> tuple[Any, list[Any]]:
+    out, pullback = rule.raw_vjp(*primals)
+    return out, _float_cotangents(rule, pullback(cotangent), primals)
+
+
 # The rule's kernels also run JAX's autodiff of the reference when asked, which saves a
 # second compilation when the dtype under test is the autodiff dtype (float32).
 
@@ -81,27 +86,29 @@ def rule_forward(rule: Rule, with_autodiff: bool) -> Callable:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def rule_pullback(rule: Rule, with_autodiff: bool) -> Callable:
-    """Jitted: (primals, sizes, g, size, autodiff primals, autodiff g) -> the rule's
-    cotangents for the real inputs, their error magnitudes, and JAX's autodiff of the
-    reference. Sizes are the inputs' error magnitudes: zeros where they are exact."""
+    """Jitted: (primals, sizes, g, size, autodiff primals, autodiff g) -> the op's
+    output, the rule's cotangents for the real inputs, their error magnitudes, and
+    JAX's autodiff of the reference. Sizes are the inputs' error magnitudes: zeros
+    where they are exact."""
 
     def run(primals, sizes, cotangent, size, autodiff_primals, autodiff_cotangent):
-        obtained, obtained_sizes = magnitudes.evaluate(
-            lambda p, g: _rule_cotangents(rule, p, g), [primals, cotangent], [sizes, size]
+        (out, obtained), (_, obtained_sizes) = magnitudes.evaluate(
+            lambda p, g: _rule_output_and_cotangents(rule, p, g), [primals, cotangent], [sizes, size]
         )
         autodiff = None
         if with_autodiff:
             autodiff = _reference_cotangents(rule, autodiff_primals, autodiff_cotangent)
-        return obtained, obtained_sizes, autodiff
+        return out, obtained, obtained_sizes, autodiff
 
     return jax.jit(run)
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def truth_pullback(rule: Rule) -> Callable:
-    """Jitted: (primals, sizes, g, size) -> jax.vjp of the reference, with magnitudes."""
+    """Jitted: (primals, sizes, g, size) -> jax.vjp of the reference, with magnitudes,
+    and whether an operation overflowed on the way."""
     return jax.jit(
-        lambda primals, sizes, g, size: magnitudes.evaluate(
+        lambda primals, sizes, g, size: magnitudes.evaluate_with_overflow(
             lambda p, u: _reference_cotangents(rule, p, u), [primals, g], [sizes, size]
         )
     )
@@ -115,9 +122,10 @@ def autodiff_pullback(rule: Rule) -> Callable:
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def truth_forward(rule: Rule) -> Callable:
-    """Jitted: (primals, sizes) -> the reference's output and its error magnitude."""
+    """Jitted: (primals, sizes) -> the reference's output, its error magnitude, and
+    whether an operation overflowed on the way."""
     return jax.jit(
-        lambda primals, sizes: magnitudes.evaluate(lambda p: rule.reference(*p), [primals], [sizes])
+        lambda primals, sizes: magnitudes.evaluate_with_overflow(lambda p: rule.reference(*p), [primals], [sizes])
     )
 
 
@@ -135,8 +143,10 @@ def adjoint_kernel(rule: Rule) -> Callable:
 
     def run(primals, tangents, cotangent, step):
         result = {
-            "fd": num.directional_difference(function, primals, tangents, argnums, cotangent, step),
-            "fd_2h": num.directional_difference(function, primals, tangents, argnums, cotangent, 2 * step),
+            "fd": jnp.stack([
+                num.directional_difference(function, primals, tangents, argnums, cotangent, step * shrink)
+                for shrink in num.FD_SHRINKS
+            ]),
             "rounding": num.difference_rounding(function, primals, tangents, argnums, cotangent, step),
         }
         if reference is not None:
@@ -196,13 +206,23 @@ class Pullbacks:
     expected_sizes: list[Any] | None = None
     # Intermediate values that must stay off kinks.
     kinks: list[KinkValue] = dataclasses.field(default_factory=list)
+    # The op's output in the dtype under test.
+    output: Any = None
+    # Whether an operation in the float64 truth overflowed, which makes it untrustworthy.
+    truth_overflowed: bool = False
 
     def scales(self) -> list[np.ndarray]:
-        """Per element: the larger magnitude of the two computations plus |expected|."""
-        return [
-            np.maximum(np.asarray(a, np.float64), np.asarray(b, np.float64)) + np.abs(np.asarray(e, np.float64))
-            for a, b, e in zip(self.obtained_sizes, self.expected_sizes, self.expected)
-        ]
+        """Return, per element, the larger magnitude of the two computations plus |expected|.
+
+        The rule's magnitude counts only where it is finite: a rule that overflows must
+        not widen its own tolerance to infinity.
+        """
+        scales = []
+        for rule_size, truth_size, expected in zip(self.obtained_sizes, self.expected_sizes, self.expected):
+            rule_size = np.asarray(rule_size, np.float64)
+            rule_size = np.where(np.isfinite(rule_size), rule_size, 0.0)
+            scales.append(np.maximum(rule_size, np.asarray(truth_size, np.float64)) + np.abs(np.asarray(expected, np.float64)))
+        return scales
 
 
 def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotangent: np.ndarray) -> Pullbacks:
@@ -214,20 +234,56 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
     fused = has_reference and dtype == autodiff_dtype
     low = _cast(primals, cotangent, dtype)
     with num.x64_mode(dtype):
-        obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
+        output, obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
             low[0], tuple(map(_exact, low[0])), low[1], _exact(low[1]), *(low if fused else (None, None))
         )
-    result = Pullbacks(obtained, obtained_sizes, autodiff)
+    result = Pullbacks(obtained, obtained_sizes, autodiff, output=output)
     if has_reference and not fused:
         with num.x64_mode(autodiff_dtype):
             result.autodiff = autodiff_pullback(rule)(*_cast(primals, cotangent, autodiff_dtype))
     if has_reference:
         high = _cast(primals, cotangent, np.float64)
         with num.truth_mode():
-            result.expected, result.expected_sizes = truth_pullback(rule)(
+            result.expected, result.expected_sizes, overflowed = truth_pullback(rule)(
                 high[0], tuple(map(_exact, high[0])), high[1], _exact(high[1])
             )
+        result.truth_overflowed = bool(overflowed)
+        result.expected_sizes = _add_sensitivity(rule, dtype, high, result)
     return result
+
+
+def _add_sensitivity(rule: Rule, dtype: np.dtype, high, result: Pullbacks) -> list[Any]:
+    """Add to the truth's magnitudes how far it moves when its inputs move by eps.
+
+    A backward-stable computation in ``dtype`` returns the exact result for inputs
+    perturbed by about eps of the dtype, normwise, so its error is about the truth's
+    change under such a perturbation. That change grows with the condition number,
+    which the running magnitudes miss (a solve with a nearly singular matrix, say).
+    Each input moves by `SENSITIVITY_EPS` eps times its largest element, in fixed
+    pseudo-random directions, zeros included, as a factorization's rounding does.
+    """
+    eps = float(jnp.finfo(dtype).eps)
+    delta = SENSITIVITY_EPS * eps
+    moved = []
+    for value in high[0]:
+        array = np.asarray(value)
+        if num.is_float(array.dtype):
+            signs = np.random.default_rng(array.size).choice([-1.0, 1.0], size=array.shape)
+            array = array + delta * float(np.max(np.abs(array), initial=0.0)) * signs
+        moved.append(array)
+    with num.truth_mode():
+        shifted, _, overflowed = truth_pullback(rule)(tuple(moved), tuple(map(_exact, moved)), high[1], _exact(high[1]))
+    if bool(overflowed):
+        return result.expected_sizes
+    return [
+        np.asarray(size, np.float64) + np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64)) / delta
+        for size, a, b in zip(result.expected_sizes, shifted, result.expected)
+    ]
+
+
+# Relative size, in epsilons of the dtype under test, of the input perturbation that
+# measures the truth's sensitivity.
+SENSITIVITY_EPS = 4.0
 
 
 def _exact(value: Any) -> Any:
@@ -251,6 +307,10 @@ class _Track:
 
     arguments: list[list[Any]]
     sizes: list[list[Any]]
+    # The last link's output.
+    output: Any = None
+    # Whether an operation overflowed, in a track that records it.
+    overflowed: bool = False
 
 
 def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullbacks:
@@ -284,16 +344,17 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
         rule_args, rule_sizes = tuple(rule_track.arguments[k]), tuple(rule_track.sizes[k])
         autodiff_args = tuple(autodiff_track.arguments[k])
         with num.x64_mode(dtype):
-            obtained, obtained_sizes, autodiff = rule_pullback(link, fused)(
+            _, obtained, obtained_sizes, autodiff = rule_pullback(link, fused)(
                 rule_args, rule_sizes, g_rule, size_rule, *((autodiff_args, g_autodiff) if fused else (None, None))
             )
         if not fused:
             with num.x64_mode(autodiff_dtype):
                 autodiff = autodiff_pullback(link)(autodiff_args, g_autodiff)
         with num.truth_mode():
-            expected, expected_sizes = truth_pullback(link)(
+            expected, expected_sizes, overflowed = truth_pullback(link)(
                 tuple(truth_track.arguments[k]), tuple(truth_track.sizes[k]), g_truth, size_truth
             )
+        truth_track.overflowed = truth_track.overflowed or bool(overflowed)
         columns = (obtained, obtained_sizes, autodiff, expected, expected_sizes)
         for position, i in enumerate(link.float_inputs):
             per_link[k][i] = tuple(column[position] for column in columns)
@@ -304,7 +365,7 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
         k, i = chain.sources[j]
         for column, value in zip(columns, per_link[k][i]):
             column.append(value)
-    return Pullbacks(*columns, kinks=kinks)
+    return Pullbacks(*columns, kinks=kinks, output=rule_track.output, truth_overflowed=truth_track.overflowed)
 
 
 def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Track]:
@@ -333,6 +394,7 @@ def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Tr
         else:
             with num.x64_mode(autodiff_dtype):
                 autodiff_value = autodiff_forward(link)(tuple(autodiff_args))
+    rule_track.output, autodiff_track.output = value, autodiff_value
     return rule_track, autodiff_track
 
 
@@ -347,7 +409,8 @@ def _chain_forward_truth(chain: Chain, primals) -> _Track:
             arg_sizes = [size if i == link.data_index else _exact(a) for i, a in enumerate(args)]
             track.arguments.append(args)
             track.sizes.append(arg_sizes)
-            value, size = truth_forward(link)(tuple(args), tuple(arg_sizes))
+            value, size, overflowed = truth_forward(link)(tuple(args), tuple(arg_sizes))
+            track.overflowed = track.overflowed or bool(overflowed)
     return track
 
 

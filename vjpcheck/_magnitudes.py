@@ -17,6 +17,9 @@ forward error analysis, to first order in eps. Exact inputs start at m = 0.
 - A quotient follows its derivatives: m(a / b) = (m(a) + |a / b| m(b)) / |b| + |a / b|.
 - Every other primitive with a JVP rule (exp, log, tanh, max, ...) propagates each
   operand's magnitude through it: m(f(a)) = |f'(a)| m(a) + |f(a)|.
+- The own rounding of an operation, |v| above, also counts the error of an underflow
+  to zero, smallest_normal / eps. A result that is later multiplied by a large number
+  keeps that error in view.
 
 The interpreter runs inside `jax.jit`, so it costs about one extra pass over the same
 operations and is compiled with the kernel that calls it.
@@ -58,6 +61,17 @@ _MOVES = {
     "stop_gradient",
     "transpose",
 }
+# Elementwise primitives: each output element depends on the same element of the
+# inputs only, so their own rounding is that of one operation. Every other primitive
+# that is not listed above (solves, decompositions, reductions, FFTs) gets the
+# normwise bound of `_structured_rounding`.
+_ELEMENTWISE = {
+    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "cbrt", "ceil",
+    "clamp", "cos", "cosh", "digamma", "erf", "erf_inv", "erfc", "exp", "exp2", "expm1",
+    "floor", "igamma", "integer_pow", "is_finite", "lgamma", "log", "log1p", "logistic",
+    "max", "min", "nextafter", "pow", "reciprocal", "rem", "round", "rsqrt", "sign", "sin",
+    "sinh", "sqrt", "square", "tan", "tanh",
+}
 _CALLS = {"pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "remat", "checkpoint"}
 
 
@@ -71,15 +85,28 @@ def evaluate(fn: Callable, args: Sequence[Any], magnitudes: Sequence[Any]) -> tu
     ``magnitudes`` has one entry per argument: the magnitude of its rounding error so
     far, or None for an exact argument (zeros) or an integer one.
     """
+    values, mags, _ = evaluate_with_overflow(fn, args, magnitudes)
+    return values, mags
+
+
+def evaluate_with_overflow(fn: Callable, args: Sequence[Any], magnitudes: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """Like `evaluate`, and also return whether any operation overflowed.
+
+    The flag is a boolean array that is true when some operation turned finite inputs
+    into an infinite or NaN value, even if later operations made the result finite
+    again (x / inf == 0): such a result is not to be trusted.
+    """
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
     flat_args = jax.tree_util.tree_leaves(list(args))
     flat_magnitudes = [
         jnp.zeros_like(a) if m is None and _is_float(a) else m
         for a, m in zip(flat_args, _match_leaves(args, magnitudes))
     ]
-    values, mags = _eval_jaxpr(closed.jaxpr, closed.consts, flat_args, flat_magnitudes)
+    overflows: list[Any] = []
+    values, mags = _eval_jaxpr(closed.jaxpr, closed.consts, flat_args, flat_magnitudes, overflows)
     tree = jax.tree_util.tree_structure(out_shape)
-    return jax.tree_util.tree_unflatten(tree, values), jax.tree_util.tree_unflatten(tree, mags)
+    overflowed = jnp.any(jnp.stack(overflows)) if overflows else jnp.bool_(False)
+    return jax.tree_util.tree_unflatten(tree, values), jax.tree_util.tree_unflatten(tree, mags), overflowed
 
 
 def _match_leaves(args: Sequence[Any], magnitudes: Sequence[Any]) -> list[Any]:
@@ -94,7 +121,7 @@ def _match_leaves(args: Sequence[Any], magnitudes: Sequence[Any]) -> list[Any]:
     return flat
 
 
-def _eval_jaxpr(jaxpr, consts, args, magnitudes) -> tuple[list[Any], list[Any]]:
+def _eval_jaxpr(jaxpr, consts, args, magnitudes, overflows: list[Any]) -> tuple[list[Any], list[Any]]:
     env: dict[Any, tuple[Any, Any]] = {}
 
     def read(var):
@@ -119,16 +146,28 @@ def _eval_jaxpr(jaxpr, consts, args, magnitudes) -> tuple[list[Any], list[Any]]:
         inner = _inner_jaxpr(eqn) if eqn.primitive.name in _CALLS else None
         if inner is not None:
             inner_jaxpr, inner_consts = inner
-            outs, out_mags = _eval_jaxpr(inner_jaxpr, inner_consts, values, [m for _, m in inputs])
+            outs, out_mags = _eval_jaxpr(inner_jaxpr, inner_consts, values, [m for _, m in inputs], overflows)
         else:
             outs = eqn.primitive.bind(*subfuns, *values, **params)
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
             out_mags = _magnitudes_of(eqn, subfuns, params, inputs, outs)
+            overflows.append(_overflowed(values, outs))
         for var, value, magnitude in zip(eqn.outvars, outs, out_mags):
             write(var, value, magnitude)
 
     results = [read(v) for v in jaxpr.outvars]
     return [v for v, _ in results], [m for _, m in results]
+
+
+def _overflowed(values: Sequence[Any], outs: Sequence[Any]) -> Any:
+    """Return whether finite inputs gave a non-finite output in this operation."""
+    float_ins = [v for v in values if _is_float(v)]
+    float_outs = [o for o in outs if _is_float(o)]
+    if not float_outs:
+        return jnp.bool_(False)
+    inputs_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in float_ins])) if float_ins else True
+    outputs_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(o)) for o in float_outs]))
+    return jnp.logical_and(inputs_finite, jnp.logical_not(outputs_finite))
 
 
 def _bind_params(eqn) -> tuple[list[Any], dict[str, Any]]:
@@ -153,13 +192,24 @@ def _inner_jaxpr(eqn) -> tuple[Any, Sequence[Any]] | None:
     return None
 
 
+def _own_rounding(out: Any) -> Any:
+    """Bound an operation's own rounding error, in units of eps: |v| plus underflow.
+
+    An underflow (which XLA flushes to zero) errs by up to the smallest normal number,
+    whatever the value, so it counts as smallest_normal / eps.
+    """
+    info = jnp.finfo(out.dtype)
+    return jnp.abs(out) + jnp.asarray(info.smallest_normal / info.eps, out.dtype)
+
+
 def _magnitudes_of(eqn, subfuns, params, inputs, outs) -> list[Any]:
-    sizes = [jnp.abs(o) if _is_float(o) else None for o in outs]
-    if not all(_is_float(o) for o in outs):
-        return sizes
-    if any(m is None for v, m in inputs if _is_float(v)):
+    sizes = [_own_rounding(o) if _is_float(o) else None for o in outs]
+    if not any(_is_float(o) for o in outs) or any(m is None for v, m in inputs if _is_float(v)):
         return sizes
     name = eqn.primitive.name
+    if not all(_is_float(o) for o in outs):
+        # Mixed outputs, as in lu's factors and pivots: bound the real ones normwise.
+        return _structured_rounding(eqn, params, inputs, outs, sizes, backward=False)
 
     def bind(operands):
         result = eqn.primitive.bind(*subfuns, *operands, **params)
@@ -172,15 +222,19 @@ def _magnitudes_of(eqn, subfuns, params, inputs, outs) -> list[Any]:
         total = [jnp.abs(c) for c in bind([m if _is_float(v) else v for v, m in inputs])]
         if name == "convert_element_type":
             total = [t + s for t, s in zip(total, sizes)]
+        else:
+            sizes = [jnp.abs(o) for o in outs]
     elif name in _MULTILINEAR:
         absolute = [jnp.abs(v) if _is_float(v) else v for v, _ in inputs]
-        own = [jnp.abs(c) for c in bind(absolute)]
+        own = [jnp.abs(c) + (s - jnp.abs(o)) for c, s, o in zip(bind(absolute), sizes, outs)]
         total = [t + o for t, o in zip(_through_each_operand(bind, inputs), own)]
     elif name == "div":
         (a, ma), (b, mb) = inputs
         total = [(ma + sizes[0] * mb) / jnp.abs(b) + sizes[0]]
     else:
-        propagated = _through_jvp(eqn, params, inputs, outs)
+        if name not in _ELEMENTWISE:
+            sizes = _structured_rounding(eqn, params, inputs, outs, sizes)
+        propagated = _through_jvp(eqn, params, inputs, outs, [m for _, m in inputs])
         if propagated is None:
             return sizes
         total = [p + s for p, s in zip(propagated, sizes)]
@@ -207,8 +261,52 @@ def _through_each_operand(bind, inputs) -> list[Any]:
     return total
 
 
-def _through_jvp(eqn, params, inputs, outs) -> list[Any] | None:
-    """Sum over the real operands k of |J_k m_k|, from the primitive's JVP rule."""
+def _structured_rounding(eqn, params, inputs, outs, sizes, backward: bool = True) -> list[Any]:
+    """Bound the own rounding of a solve, a decomposition or a reduction.
+
+    Each output element comes from many terms, and backward-stable algorithms compute
+    the exact result for inputs perturbed by about n eps times their size, with n the
+    length of the last input axis. So the bound adds n |J_k (s * |x_k|)| for each
+    operand x_k, the largest over a few fixed sign patterns s (one sign pattern alone
+    can cancel inside J), and a normwise term, n**2 times the largest output.
+    """
+    perturbed = None
+    if backward:
+        for pattern in range(_SIGN_PATTERNS):
+            tangents = [_signed(jnp.abs(v), pattern) if _is_float(v) else None for v, _ in inputs]
+            pushed = _through_jvp(eqn, params, inputs, outs, tangents)
+            if pushed is None:
+                break
+            perturbed = pushed if perturbed is None else [jnp.maximum(a, b) for a, b in zip(perturbed, pushed)]
+    length = max((jnp.shape(v)[-1] for v, _ in inputs if _is_float(v) and jnp.ndim(v)), default=1)
+    result = []
+    for k, (size, out) in enumerate(zip(sizes, outs)):
+        if size is None:
+            result.append(None)
+            continue
+        normwise = length * length * jnp.max(jnp.abs(out)) if jnp.size(out) else 0.0
+        extra = length * perturbed[k] if perturbed is not None else 0.0
+        result.append(size + extra + normwise)
+    return result
+
+
+_SIGN_PATTERNS = 3
+
+
+def _signed(size: Any, pattern: int) -> Any:
+    """Return ``size`` with fixed signs: all +, alternating +/-, or pseudo-random."""
+    if pattern == 0 or jnp.size(size) == 0:
+        return size
+    shape = jnp.shape(size)
+    if pattern == 1:
+        signs = 1 - 2 * (np.arange(np.prod(shape)).reshape(shape) % 2)
+    else:
+        signs = np.random.default_rng(pattern).choice([-1, 1], size=shape)
+    return size * jnp.asarray(signs, size.dtype)
+
+
+def _through_jvp(eqn, params, inputs, outs, tangents) -> list[Any] | None:
+    """Sum over the real operands k of |J_k t_k|, from the primitive's JVP rule."""
     values = [v for v, _ in inputs]
     floats = [k for k, v in enumerate(values) if _is_float(v)]
     total = [jnp.zeros_like(o) for o in outs]
@@ -221,8 +319,8 @@ def _through_jvp(eqn, params, inputs, outs) -> list[Any] | None:
             return list(result) if eqn.primitive.multiple_results else [result]
 
         try:
-            _, tangents = jax.jvp(along, (values[k],), (inputs[k][1].astype(jnp.result_type(values[k])),))
+            _, pushed = jax.jvp(along, (values[k],), (tangents[k].astype(jnp.result_type(values[k])),))
         except Exception:  # noqa: BLE001 - a primitive without a JVP rule keeps |v|
             return None
-        total = [t + jnp.abs(d) for t, d in zip(total, tangents)]
+        total = [t + jnp.abs(d) for t, d in zip(total, pushed)]
     return total

@@ -17,7 +17,9 @@ passes when
 
     |obtained_i - G64_i| <= rtol * scale_i + atol.
 
-By default ``atol`` is the dtype's smallest normal number and ``rtol`` is the larger of
+By default ``atol`` is the dtype's smallest normal number divided by its epsilon, the
+size below which underflow (which XLA flushes to zero) costs more than one epsilon of
+relative precision, and ``rtol`` is the larger of
 
 - a floor of `FLOOR_EPS` machine epsilons of the dtype, and
 - `AUTODIFF_FACTOR` times the relative error (error / scale, largest over the elements)
@@ -61,6 +63,10 @@ def autodiff_dtype(dtype: np.dtype) -> np.dtype:
 # Central differences: the step is FD_STEP times the inputs' scale, near the cube root
 # of float64 epsilon, which balances truncation error against rounding error.
 FD_STEP = 6e-6
+# Central differences are evaluated at these fractions of the step. Consecutive steps
+# estimate each other's truncation error, and the pair that agrees best is used, so a
+# nearby singularity, where the first step is too long, still gets an accurate quotient.
+FD_SHRINKS = tuple(4.0**-k for k in range(9))
 
 
 @contextlib.contextmanager
@@ -196,7 +202,10 @@ def choose_tolerance(
         origin = f"default: {AUTODIFF_FACTOR:g} x {measured}"
     else:
         origin = f"default: floor of {FLOOR_EPS:g} {name} eps; {measured}"
-    default = Tolerance(rtol=max(floor, from_autodiff), atol=float(info.smallest_normal), origin=origin)
+    # Below smallest_normal / eps, an absolute error of one smallest normal, which an
+    # underflow to zero makes, exceeds one epsilon of relative error.
+    underflow = float(info.smallest_normal) / eps
+    default = Tolerance(rtol=max(floor, from_autodiff), atol=underflow, origin=origin)
     if rtol is None and atol is None:
         return default
     return Tolerance(

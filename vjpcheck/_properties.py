@@ -31,9 +31,14 @@ from vjpcheck._strategies import Example, ShapeOptions, draw_cotangent, draw_exa
 
 # Largest explicit Jacobian (output size times input size) that `flattening` builds.
 FLATTENING_LIMIT = 1 << 16
-# Finite differences that disagree with themselves (steps h and 2h) by more than this
-# fraction of the scale crossed a kink or a discontinuity and cannot judge the rule.
-FD_INCONCLUSIVE = 1e-3
+# A finite-difference estimate fails a rule only when its two steps agree with each
+# other this many times better than with the rule, and within this fraction of the
+# estimate itself.
+FD_CONFIDENCE = 100.0
+FD_AGREEMENT = 0.01
+# The stability property draws real and positive inputs from ranges this many times
+# wider than the specs', where a naive exp, log or division overflows.
+STABILITY_WIDTH = 100.0
 
 
 @dataclasses.dataclass
@@ -79,14 +84,16 @@ class Property:
     sentence: str
     run: Callable[[Context, DataObject], None]
     not_applicable: Callable[[Rule, Sequence[Rule]], str | None]
+    # Properties that expect many discards let Hypothesis go on drawing.
+    many_discards: bool = False
 
 
 # ----------------------------------------------------------------------------------
 # Shared steps
 
 
-def _draw_example(ctx: Context, data: DataObject, rule: Rule) -> Example:
-    example = draw_example(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard)
+def _draw_example(ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0) -> Example:
+    example = draw_example(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen)
     ctx.stats.last_example = [
         f"{name} = {np.array2string(np.asarray(value), threshold=20)}"
         for name, value in zip(rule.arg_names, example.primals)
@@ -153,14 +160,26 @@ def _judge_cotangents(ctx, rule, header, obtained, expected, scales, autodiff, i
     ctx.stats.record(worst)
 
 
-def _pullbacks(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray) -> kernels.Pullbacks:
+def _pullbacks(
+    ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, judge_overflow: bool = False
+) -> kernels.Pullbacks:
+    """Evaluate the rule and the oracles, discarding examples that cannot be judged.
+
+    Unless ``judge_overflow`` is set, an example where JAX's own autodiff of the
+    reference overflows in the dtype is discarded: the dtype cannot differentiate
+    there, and the ``stability`` property is the one that asks the rule to.
+    """
     pulled = kernels.pullbacks(rule, ctx.dtype, example.primals, cotangent)
     _check_kinks(ctx, pulled)
+    if pulled.truth_overflowed:
+        ctx.stats.discard("reference overflowed in float64")
     for truth in pulled.expected or []:
         if not np.all(np.isfinite(np.asarray(truth))):
             ctx.stats.discard("reference cotangent not finite")
-    # Where JAX's own autodiff overflows in float32, the input is outside what float32
-    # can differentiate; judging the rule there is the job of wider tolerances.
+    if judge_overflow:
+        if not np.all(np.isfinite(np.asarray(pulled.output, np.float64))):
+            ctx.stats.discard(f"op output not finite in {ctx.dtype.name}")
+        return pulled
     for approx in pulled.autodiff or []:
         if not np.all(np.isfinite(np.asarray(approx))):
             ctx.stats.discard(f"JAX's own {num.autodiff_dtype(ctx.dtype).name} autodiff not finite")
@@ -245,26 +264,34 @@ def _pair(tangents: Sequence[np.ndarray], cotangents: Sequence[Any]) -> float:
 
 
 def _judge_finite_differences(ctx: Context, truth: dict, obtained: float, scale: float, bound: float, step: float) -> tuple[str | None, float]:
-    """Compare sum_i <H_i, G_i> with central differences, whose own error widens the bound."""
-    fd, fd_2h = float(truth["fd"]), float(truth["fd_2h"])
-    if not (np.isfinite(fd) and np.isfinite(fd_2h)):
+    """Compare sum_i <H_i, G_i> with central differences, whose own error widens the bound.
+
+    Of the steps in `num.FD_SHRINKS`, the consecutive pair whose quotients disagree
+    least, counting rounding, gives the estimate and its error. Unless that pair
+    agrees with itself `FD_CONFIDENCE` times better than with the rule, the example is
+    inconclusive: near a singularity, quotients can agree with each other and still
+    be far from the derivative.
+    """
+    quotients = np.asarray(truth["fd"], np.float64)
+    if not np.all(np.isfinite(quotients)):
         ctx.stats.discard("finite differences not finite")
-    disagreement = abs(fd - fd_2h)
-    rounding = float(truth["rounding"])
-    # Two steps that disagree by more than their rounding explains crossed a kink.
-    if disagreement > FD_INCONCLUSIVE * max(scale, abs(fd)) + 4 * rounding:
-        ctx.stats.discard("finite differences inconclusive")
-    # The step-h quotient is off by about (quotient(2h) - quotient(h)) / 3 from truncation.
-    fd_bound = bound + disagreement + 4 * rounding
+    shrinks = np.asarray(num.FD_SHRINKS)
+    rounding = float(truth["rounding"]) / shrinks[1:]
+    disagreement = np.abs(np.diff(quotients))
+    best = int(np.argmin(disagreement + 4 * rounding))
+    fd, fd_error = float(quotients[best + 1]), float(disagreement[best] + 4 * rounding[best])
+    fd_bound = bound + fd_error
     ratio = _ratio(obtained, fd, fd_bound)
     if abs(obtained - fd) <= fd_bound:
         return None, ratio
+    if FD_CONFIDENCE * disagreement[best] >= abs(obtained - fd) or disagreement[best] > FD_AGREEMENT * abs(fd):
+        ctx.stats.discard("finite differences inconclusive")
     tolerance = num.Tolerance(
         rtol=fd_bound / scale if scale > 0 else 0.0,
         atol=0.0,
         origin=(
-            f"central differences with steps {step:.3g} and {2 * step:.3g}, which differ "
-            f"by {disagreement:.3g}"
+            f"central differences with steps {step * shrinks[best]:.3g} and "
+            f"{step * shrinks[best + 1]:.3g}, which differ by {disagreement[best]:.3g}"
         ),
     )
     text = scalar_details(
@@ -314,6 +341,16 @@ def _flattening(ctx: Context, data: DataObject) -> None:
         [pulled.obtained[p] for p in positions], expected, [scales[p] for p in positions],
         [pulled.autodiff[p] for p in positions], matrices,
     )
+
+
+def _stability(ctx: Context, data: DataObject) -> None:
+    rule = ctx.rule
+    example = _draw_example(ctx, data, rule, widen=STABILITY_WIDTH)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    header = _header(ctx, rule, STABILITY, example)
+    _require_structure(ctx, rule, example, cotangent, header)
+    pulled = _pullbacks(ctx, rule, example, cotangent, judge_overflow=True)
+    _judge_cotangents(ctx, rule, header, pulled.obtained, pulled.expected, pulled.scales(), pulled.autodiff, rule.float_inputs)
 
 
 def _composition(ctx: Context, data: DataObject) -> None:
@@ -385,6 +422,15 @@ FLATTENING = Property(
     _flattening,
     _needs_matrix,
 )
+STABILITY = Property(
+    "stability",
+    f"for inputs drawn from ranges {STABILITY_WIDTH:g} times wider, wherever the op's "
+    "output and the reference's cotangent are finite, the rule's cotangent is finite "
+    "and equals jax.vjp of the reference.",
+    _stability,
+    _needs_reference,
+    many_discards=True,
+)
 COMPOSITION = Property(
     "composition",
     "in a chain of rules, back-propagating through each rule's VJP in reverse order "
@@ -395,5 +441,5 @@ COMPOSITION = Property(
 )
 
 PROPERTIES: dict[str, Property] = {
-    p.name: p for p in (STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, COMPOSITION)
+    p.name: p for p in (STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, STABILITY, COMPOSITION)
 }

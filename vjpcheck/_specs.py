@@ -134,6 +134,10 @@ class Spec:
     def rename(self, mapping: Mapping[str, str]) -> Spec:
         return self
 
+    def widened(self, factor: float) -> Spec:
+        """Return a spec that draws from a range ``factor`` times wider, in magnitude."""
+        return self
+
 
 # Drawn values smaller than this in magnitude are drawn as 0. Values like 1e-279 only
 # probe underflow, where both the rule and the float64 truth lose every digit.
@@ -194,6 +198,9 @@ class Real(Spec):
     def largest_magnitude(self) -> float:
         return max(abs(self.min_value), abs(self.max_value))
 
+    def widened(self, factor: float) -> Spec:
+        return Real(self.min_value * factor, self.max_value * factor)
+
 
 @dataclasses.dataclass(frozen=True)
 class Positive(Spec):
@@ -218,6 +225,9 @@ class Positive(Spec):
 
     def largest_magnitude(self) -> float:
         return self.max_value
+
+    def widened(self, factor: float) -> Spec:
+        return Positive(self.min_value / factor, self.max_value * factor)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -132,8 +132,10 @@ def kinked_arrays(spec: Spec, shape: tuple[int, ...], dtype: np.dtype, kinks: tu
     return float_arrays(spec, shape, dtype).map(lambda array: keep_off_kinks(array, kinks, margin))
 
 
-def primal_strategy(rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dtype, sizes: dict[str, int]) -> SearchStrategy:
-    spec = rule.specs[index]
+def primal_strategy(
+    rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dtype, sizes: dict[str, int], widen: float = 1.0
+) -> SearchStrategy:
+    spec = rule.specs[index].widened(widen) if widen != 1.0 else rule.specs[index]
     if isinstance(spec, Index):
         return index_arrays(shape, sizes[spec.dim])
     kinks = rule.kinks.get(index)
@@ -148,17 +150,19 @@ def draw_example(
     dtype: np.dtype,
     options: ShapeOptions,
     on_give_up: Callable[[str], None] | None = None,
+    widen: float = 1.0,
 ) -> Example:
     """Draw core sizes, then every primal, each under its argument's name.
 
     ``on_give_up`` receives a reason when an argument's spec gives up on a draw (a
     Hypothesis filter that rejected every value it tried), so the run can say which.
+    ``widen`` scales the ranges of real and positive specs.
     """
     sizes = data.draw(dim_sizes(tuple(rule.signature.dim_names), options), label="core dimension sizes")
     input_shapes, output_shape = rule.signature.shapes(sizes)
     primals = []
     for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes)):
-        strategy = primal_strategy(rule, i, shape, dtype, sizes)
+        strategy = primal_strategy(rule, i, shape, dtype, sizes, widen)
         try:
             primals.append(data.draw(strategy, label=name))
         except StopTest:
