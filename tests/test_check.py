@@ -58,7 +58,7 @@ def test_check_leaves_x64_setting_alone(linear):
 def test_report_names_rule_property_input_shapes(reshaped_linear):
     text = report_text(reshaped_linear, properties=["matches_autodiff"], dtypes=["float32"], max_side=3)
     assert re.search(r"Rule 'reshaped_linear' \(tests/test_check\.py:\d+\) failed property 'matches_autodiff'\.", text)
-    assert "It should hold that the cotangent for each input equals jax.vjp of the reference." in text
+    assert "It should hold that the op's output equals the reference's, and the cotangent for each input equals jax.vjp of the reference." in text
     assert "Inputs: W: f32[2,3], x: f32[3], b: f32[2] -> f32[2]" in text or "Inputs: W: f32[3,2], x: f32[2], b: f32[3] -> f32[3]" in text
     assert "Cotangent for 'W' (input 0):" in text
     assert "Tolerance: |obtained - expected| <= " in text

@@ -382,17 +382,27 @@ def test_composition_passes_correct_rules(registry):
     check_one(linear, "composition")
 
 
-def test_composition_catches_wrong_partner_rule(registry):
+def test_composition_blames_the_wrong_link(registry):
+    make_linear(registry, correct_weight_grad)
+    relu = make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
+    text = failure_text(relu, "composition")
+    assert "Chain: " in text
+    assert "At the inputs and cotangent that link " in text
+    assert "(relu, tests/test_properties.py:" in text
+
+
+def test_composition_spares_rule_with_wrong_partner(registry):
     linear = make_linear(registry, correct_weight_grad)
     make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
-    text = failure_text(linear, "composition")
-    assert "Chain: " in text
-    assert "relu" in text
+    report = check_one(linear, "composition", max_examples=60)
+    result = report.results[0]
+    assert result.outcome == "passed"
+    assert result.discarded["a partner rule in the chain is wrong: 'relu'"] > 0
 
 
-def test_composition_catches_primal_off_its_reference(registry):
-    # The backward rule matches its reference, so checks of the rule alone pass; but
-    # the op returns twice the reference's output, which the next link then sees.
+def make_half_square(registry):
+    # The backward rule matches its reference, but the op returns twice the
+    # reference's output.
     @vc.rule("(n)->(n)", registry=registry, reference=lambda x: x**2 / 2, name="half_square")
     def half_square(x):
         return x**2
@@ -401,10 +411,39 @@ def test_composition_catches_primal_off_its_reference(registry):
     def _(x, out, g):
         return (x * g,)
 
+    return half_square
+
+
+def test_matches_autodiff_catches_wrong_output(registry):
+    text = failure_text(make_half_square(registry), "matches_autodiff")
+    assert "Output of the op: " in text
+    assert "The op returns something other than its reference." in text
+
+
+def test_matches_autodiff_catches_wrong_fwd(registry):
+    @vc.rule("(n)->(n)", registry=registry, name="tripled")
+    def tripled(x):
+        return 3 * x
+
+    @tripled.fwd
+    def _(x):
+        return 3 * x + 1, None
+
+    @tripled.bwd
+    def _(residuals, g):
+        return (3 * g,)
+
+    text = failure_text(tripled, "matches_autodiff")
+    assert "Output of the op: " in text
+    assert "Cotangent for" not in text
+
+
+def test_composition_blames_wrong_output(registry):
+    half_square = make_half_square(registry)
     make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0))
-    check_one(half_square, "matches_autodiff")
     text = failure_text(half_square, "composition")
-    assert "Chain: half_square -> " in text
+    assert "Chain: " in text
+    assert "(half_square, tests/test_properties.py:" in text
 
 
 def test_composition_not_applicable_without_partner(registry):
@@ -414,8 +453,20 @@ def test_composition_not_applicable_without_partner(registry):
     assert "no registered rule chains with 'cross_entropy'" in result.message
 
 
-def test_composition_discards_kink_values(registry):
-    linear = make_linear(registry, correct_weight_grad)
-    make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0))
-    report = check_one(linear, "composition", max_examples=60)
-    assert report.results[0].discarded["intermediate value at a kink"] > 0
+def test_composition_discards_kink_disagreement(registry):
+    # x >= 0 picks the subgradient 1 at the kink, where jnp.maximum's derivative is 0.5;
+    # both are valid, so chains that feed relu an exact 0 are discarded, not failed.
+    # x - y feeds relu an exact 0 whenever Hypothesis draws x == y, which it often does.
+    @vc.rule("(n),(n)->(n)", registry=registry, name="difference")
+    def difference(x, y):
+        return x - y
+
+    @difference.vjp
+    def _(x, y, out, g):
+        return g, -g
+
+    make_relu(registry, lambda x, out, g: jnp.where(x >= 0, g, 0.0))
+    report = check_one(difference, "composition", max_examples=60)
+    result = report.results[0]
+    assert result.outcome == "passed"
+    assert result.discarded["intermediate value at a kink"] > 0

@@ -19,7 +19,8 @@ from hypothesis.reporting import with_reporter
 from vjpcheck._diagnose_errors import describe_error
 from vjpcheck._errors import InvalidSpec, RuleMismatch
 from vjpcheck._timeout import ExampleTimeout, time_limit
-from vjpcheck._properties import PROPERTIES, Context, Property, Stats
+from vjpcheck._context import Context, Stats
+from vjpcheck._properties import PROPERTIES, Property
 from vjpcheck._rules import BrokenRule, Rule, _normalise_dtypes
 from vjpcheck._strategies import ShapeOptions
 

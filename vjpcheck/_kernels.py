@@ -92,24 +92,30 @@ def rule_pullback(rule: Rule, with_autodiff: bool) -> Callable:
     where they are exact."""
 
     def run(primals, sizes, cotangent, size, autodiff_primals, autodiff_cotangent):
-        (out, obtained), (_, obtained_sizes) = magnitudes.evaluate(
+        (out, obtained), (out_size, obtained_sizes) = magnitudes.evaluate(
             lambda p, g: _rule_output_and_cotangents(rule, p, g), [primals, cotangent], [sizes, size]
         )
         autodiff = None
         if with_autodiff:
             autodiff = _reference_cotangents(rule, autodiff_primals, autodiff_cotangent)
-        return out, obtained, obtained_sizes, autodiff
+        return (out, out_size), obtained, obtained_sizes, autodiff
 
     return jax.jit(run)
 
 
+def _reference_output_and_cotangents(rule: Rule, primals, cotangent) -> tuple[Any, list[Any]]:
+    out, pullback = jax.vjp(rule.reference, *primals)
+    pulled = pullback(cotangent)
+    return out, [pulled[i] for i in rule.float_inputs]
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def truth_pullback(rule: Rule) -> Callable:
-    """Jitted: (primals, sizes, g, size) -> jax.vjp of the reference, with magnitudes,
-    and whether an operation overflowed on the way."""
+    """Jitted: (primals, sizes, g, size) -> the reference's output and jax.vjp, with
+    magnitudes, and whether an operation overflowed on the way."""
     return jax.jit(
         lambda primals, sizes, g, size: magnitudes.evaluate_with_overflow(
-            lambda p, u: _reference_cotangents(rule, p, u), [primals, g], [sizes, size]
+            lambda p, u: _reference_output_and_cotangents(rule, p, u), [primals, g], [sizes, size]
         )
     )
 
@@ -182,6 +188,23 @@ def flattening_kernel(rule: Rule, index: int) -> Callable:
 
 
 @dataclasses.dataclass
+class LinkTrace:
+    """One link of a chain in the rule's pass: its inputs, its incoming cotangent, and
+    what its forward pass and backward rule returned."""
+
+    position: int
+    link: Rule
+    arguments: list[Any]
+    sizes: list[Any]
+    cotangent: Any
+    cotangent_size: Any
+    output: Any
+    output_size: Any
+    obtained: list[Any]
+    obtained_sizes: list[Any]
+
+
+@dataclasses.dataclass
 class KinkValue:
     """An intermediate value that a kinked link receives, as each computation saw it:
     the rules in the dtype, JAX's autodiff of the references, and the float64 truth."""
@@ -210,6 +233,14 @@ class Pullbacks:
     output: Any = None
     # Whether an operation in the float64 truth overflowed, which makes it untrustworthy.
     truth_overflowed: bool = False
+    # The op's output and its error magnitude as the rule computes it, and the
+    # reference's output in float64 with its magnitude.
+    output_size: Any = None
+    truth_output: Any = None
+    truth_output_size: Any = None
+    # For a chain: what each link received and returned in the rule's pass, to find the
+    # link that disagrees with its reference when the chain does.
+    links: list[LinkTrace] = dataclasses.field(default_factory=list)
 
     def scales(self) -> list[np.ndarray]:
         """Return, per element, the larger magnitude of the two computations plus |expected|.
@@ -234,19 +265,20 @@ def pullbacks(rule: Rule, dtype: np.dtype, primals: Sequence[np.ndarray], cotang
     fused = has_reference and dtype == autodiff_dtype
     low = _cast(primals, cotangent, dtype)
     with num.x64_mode(dtype):
-        output, obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
-            low[0], tuple(map(_exact, low[0])), low[1], _exact(low[1]), *(low if fused else (None, None))
+        (output, output_size), obtained, obtained_sizes, autodiff = rule_pullback(rule, fused)(
+            low[0], tuple(map(exact_size, low[0])), low[1], exact_size(low[1]), *(low if fused else (None, None))
         )
-    result = Pullbacks(obtained, obtained_sizes, autodiff, output=output)
+    result = Pullbacks(obtained, obtained_sizes, autodiff, output=output, output_size=output_size)
     if has_reference and not fused:
         with num.x64_mode(autodiff_dtype):
             result.autodiff = autodiff_pullback(rule)(*_cast(primals, cotangent, autodiff_dtype))
     if has_reference:
         high = _cast(primals, cotangent, np.float64)
         with num.truth_mode():
-            result.expected, result.expected_sizes, overflowed = truth_pullback(rule)(
-                high[0], tuple(map(_exact, high[0])), high[1], _exact(high[1])
+            (truth_output, result.expected), (truth_output_size, result.expected_sizes), overflowed = truth_pullback(rule)(
+                high[0], tuple(map(exact_size, high[0])), high[1], exact_size(high[1])
             )
+        result.truth_output, result.truth_output_size = truth_output, truth_output_size
         result.truth_overflowed = bool(overflowed)
         result.expected_sizes = _add_sensitivity(rule, dtype, high, result)
     return result
@@ -272,7 +304,7 @@ def _add_sensitivity(rule: Rule, dtype: np.dtype, high, result: Pullbacks) -> li
             array = array + delta * float(np.max(np.abs(array), initial=0.0)) * signs
         moved.append(array)
     with num.truth_mode():
-        shifted, _, overflowed = truth_pullback(rule)(tuple(moved), tuple(map(_exact, moved)), high[1], _exact(high[1]))
+        (_, shifted), _, overflowed = truth_pullback(rule)(tuple(moved), tuple(map(exact_size, moved)), high[1], exact_size(high[1]))
     if bool(overflowed):
         return result.expected_sizes
     return [
@@ -286,7 +318,7 @@ def _add_sensitivity(rule: Rule, dtype: np.dtype, high, result: Pullbacks) -> li
 SENSITIVITY_EPS = 4.0
 
 
-def _exact(value: Any) -> Any:
+def exact_size(value: Any) -> Any:
     """Return the error magnitude of an exact input: zeros, or None for an integer array.
 
     Passing zeros rather than None keeps each kernel's argument structure the same for
@@ -337,21 +369,26 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
     g_rule, g_autodiff, g_truth = (
         np.asarray(cotangent).astype(dtype), np.asarray(cotangent).astype(autodiff_dtype), np.asarray(cotangent, np.float64)
     )
-    size_rule, size_truth = _exact(g_rule), _exact(g_truth)
+    size_rule, size_truth = exact_size(g_rule), exact_size(g_truth)
+    traces: list[LinkTrace] = []
     per_link: list[dict[int, tuple]] = [{} for _ in chain.links]
     for k in reversed(range(len(chain.links))):
         link = chain.links[k]
         rule_args, rule_sizes = tuple(rule_track.arguments[k]), tuple(rule_track.sizes[k])
         autodiff_args = tuple(autodiff_track.arguments[k])
         with num.x64_mode(dtype):
-            _, obtained, obtained_sizes, autodiff = rule_pullback(link, fused)(
+            (link_output, link_output_size), obtained, obtained_sizes, autodiff = rule_pullback(link, fused)(
                 rule_args, rule_sizes, g_rule, size_rule, *((autodiff_args, g_autodiff) if fused else (None, None))
             )
+        traces.append(LinkTrace(
+            k, link, list(rule_args), list(rule_sizes), g_rule, size_rule,
+            link_output, link_output_size, list(obtained), list(obtained_sizes),
+        ))
         if not fused:
             with num.x64_mode(autodiff_dtype):
                 autodiff = autodiff_pullback(link)(autodiff_args, g_autodiff)
         with num.truth_mode():
-            expected, expected_sizes, overflowed = truth_pullback(link)(
+            (_, expected), (_, expected_sizes), overflowed = truth_pullback(link)(
                 tuple(truth_track.arguments[k]), tuple(truth_track.sizes[k]), g_truth, size_truth
             )
         truth_track.overflowed = truth_track.overflowed or bool(overflowed)
@@ -365,7 +402,10 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
         k, i = chain.sources[j]
         for column, value in zip(columns, per_link[k][i]):
             column.append(value)
-    return Pullbacks(*columns, kinks=kinks, output=rule_track.output, truth_overflowed=truth_track.overflowed)
+    return Pullbacks(
+        *columns, kinks=kinks, output=rule_track.output, truth_overflowed=truth_track.overflowed,
+        links=traces[::-1],
+    )
 
 
 def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Track]:
@@ -376,12 +416,12 @@ def _chain_forward_low(chain: Chain, primals, dtype, fused) -> tuple[_Track, _Tr
     with num.x64_mode(autodiff_dtype):
         autodiff_primals = num.cast_floats(primals, autodiff_dtype)
     rule_track, autodiff_track = _Track([], []), _Track([], [])
-    value, size, autodiff_value = rule_primals[0], _exact(rule_primals[0]), autodiff_primals[0]
+    value, size, autodiff_value = rule_primals[0], exact_size(rule_primals[0]), autodiff_primals[0]
     links = zip(chain.links, chain.link_arguments(rule_primals), chain.link_arguments(autodiff_primals))
     for link, args, autodiff_args in links:
         args[link.data_index] = value
         autodiff_args[link.data_index] = autodiff_value
-        arg_sizes = [size if i == link.data_index else _exact(a) for i, a in enumerate(args)]
+        arg_sizes = [size if i == link.data_index else exact_size(a) for i, a in enumerate(args)]
         rule_track.arguments.append(args)
         rule_track.sizes.append(arg_sizes)
         autodiff_track.arguments.append(autodiff_args)
@@ -403,10 +443,10 @@ def _chain_forward_truth(chain: Chain, primals) -> _Track:
     track = _Track([], [])
     with num.truth_mode():
         primals = num.cast_floats(primals, np.float64)
-        value, size = primals[0], _exact(primals[0])
+        value, size = primals[0], exact_size(primals[0])
         for link, args in zip(chain.links, chain.link_arguments(primals)):
             args[link.data_index] = value
-            arg_sizes = [size if i == link.data_index else _exact(a) for i, a in enumerate(args)]
+            arg_sizes = [size if i == link.data_index else exact_size(a) for i, a in enumerate(args)]
             track.arguments.append(args)
             track.sizes.append(arg_sizes)
             value, size, overflowed = truth_forward(link)(tuple(args), tuple(arg_sizes))

@@ -9,25 +9,22 @@ and would then fail a check it passes in the user's code.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import hypothesis
-import jax
-import jax.numpy as jnp
 import numpy as np
 from hypothesis.strategies import DataObject
 
+from vjpcheck import _judging as judging
+from vjpcheck import _kernels as kernels
 from vjpcheck import _numerics as num
 from vjpcheck._chains import Chain, chain_partners, describe_chain_search, draw_chain
-from vjpcheck._errors import InvalidSpec, RuleMismatch
-from vjpcheck import _kernels as kernels
-from vjpcheck._report import describe_inputs, failure_header, mismatch_details, scalar_details, short_array
+from vjpcheck._context import Context
+from vjpcheck._errors import RuleMismatch
+from vjpcheck._report import describe_inputs, failure_header, scalar_details
 from vjpcheck._rules import Rule
-from vjpcheck._strategies import Example, ShapeOptions, draw_cotangent, draw_example, draw_tangents
+from vjpcheck._strategies import Example, draw_cotangent, draw_example, draw_tangents
 
 # Largest explicit Jacobian (output size times input size) that `flattening` builds.
 FLATTENING_LIMIT = 1 << 16
@@ -39,43 +36,6 @@ FD_AGREEMENT = 0.01
 # The stability property draws real and positive inputs from ranges this many times
 # wider than the specs', where a naive exp, log or division overflows.
 STABILITY_WIDTH = 100.0
-
-
-@dataclasses.dataclass
-class Stats:
-    """Counts from one property run: examples, discards by reason, worst error ratio."""
-
-    examples: int = 0
-    discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-    worst_ratio: float = 0.0
-    # "name = value" lines for the example being run, for reports on examples that
-    # never finish.
-    last_example: list[str] = dataclasses.field(default_factory=list)
-
-    def record(self, ratio: float) -> None:
-        self.examples += 1
-        self.worst_ratio = max(self.worst_ratio, ratio)
-
-    def discard(self, reason: str) -> None:
-        self.note_discard(reason)
-        hypothesis.reject()
-
-    def note_discard(self, reason: str) -> None:
-        self.discarded[reason] += 1
-
-
-@dataclasses.dataclass
-class Context:
-    """Everything a property needs for one rule and one dtype."""
-
-    rule: Rule
-    dtype: np.dtype
-    shapes: ShapeOptions
-    rtol: float | None
-    atol: float | None
-    pool: Sequence[Rule]
-    max_links: int
-    stats: Stats
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,23 +67,6 @@ def _require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np
         raise RuleMismatch(header + "\n" + "\n".join(problems))
 
 
-def _check_kinks(ctx: Context, pulled: kernels.Pullbacks) -> None:
-    """Discard an example whose intermediate values reach a kink of a later link.
-
-    The rule, JAX's autodiff and the truth each compute the value that a kinked link
-    receives in their own precision. Where one of them lands on a kink, or they land on
-    different sides of it, their derivatives differ and none of them is wrong.
-    """
-    for point in pulled.kinks:
-        values = [np.asarray(v, np.float64) for v in point.values]
-        for kink in point.kinks:
-            sides = [np.sign(v - kink) for v in values]
-            at_kink = np.any([s == 0 for s in sides], axis=0)
-            split = (sides[0] != sides[1]) | (sides[0] != sides[2])
-            if np.any(at_kink | split):
-                ctx.stats.discard("intermediate value at a kink")
-
-
 def _header(ctx: Context, rule: Rule, prop: Property, example: Example, extra: str = "") -> str:
     subject = ctx.rule
     inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
@@ -131,66 +74,101 @@ def _header(ctx: Context, rule: Rule, prop: Property, example: Example, extra: s
     return header + (f"\n{extra}" if extra else "")
 
 
-def _tolerance(ctx: Context, autodiff_error: float) -> num.Tolerance:
-    if ctx.rtol is not None or ctx.atol is not None:
-        rtol, atol, origin = ctx.rtol, ctx.atol, "set by check(rtol=..., atol=...)"
-    else:
-        rtol, atol, origin = ctx.rule.rtol, ctx.rule.atol, f"set on rule {ctx.rule.name!r}"
-    return num.choose_tolerance(
-        ctx.dtype, autodiff_error, measured_in=num.autodiff_dtype(ctx.dtype),
-        rtol=rtol, atol=atol, override_origin=origin,
-    )
-
-
-def _judge_cotangents(ctx, rule, header, obtained, expected, scales, autodiff, indices) -> None:
-    """Compare each input's cotangent elementwise; raise one report for all that differ."""
-    failures, worst = [], 0.0
-    for k, i in enumerate(indices):
-        truth = np.asarray(expected[k], np.float64)
-        scale = scales[k]
-        autodiff_error = num.relative_error(autodiff[k], truth, scale)
-        tolerance = _tolerance(ctx, autodiff_error)
-        comparison = num.compare(obtained[k], truth, tolerance.bound(scale))
-        worst = max(worst, comparison.worst_ratio)
-        if comparison.count:
-            label = f"Cotangent for {rule.arg_names[i]!r} (input {i})"
-            failures.append(mismatch_details(label, comparison, tolerance))
-    if failures:
-        raise RuleMismatch(header + "\n" + "\n".join(failures))
-    ctx.stats.record(worst)
-
-
 def _pullbacks(
     ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, judge_overflow: bool = False
 ) -> kernels.Pullbacks:
     """Evaluate the rule and the oracles, discarding examples that cannot be judged.
 
-    Unless ``judge_overflow`` is set, an example where JAX's own autodiff of the
-    reference overflows in the dtype is discarded: the dtype cannot differentiate
-    there, and the ``stability`` property is the one that asks the rule to.
+    The derivative is undefined where the op's output is not finite (a singular
+    matrix, say), and the truth cannot be trusted where it overflowed. Unless
+    ``judge_overflow`` is set, an example where JAX's own autodiff of the reference
+    overflows in the dtype is discarded too: the dtype cannot differentiate there, and
+    the ``stability`` property is the one that asks the rule to.
     """
     pulled = kernels.pullbacks(rule, ctx.dtype, example.primals, cotangent)
-    _check_kinks(ctx, pulled)
+    if not judging.is_finite([pulled.output]):
+        ctx.stats.discard(f"op output not finite in {ctx.dtype.name}")
     if pulled.truth_overflowed:
         ctx.stats.discard("reference overflowed in float64")
-    for truth in pulled.expected or []:
-        if not np.all(np.isfinite(np.asarray(truth))):
-            ctx.stats.discard("reference cotangent not finite")
-    if judge_overflow:
-        if not np.all(np.isfinite(np.asarray(pulled.output, np.float64))):
-            ctx.stats.discard(f"op output not finite in {ctx.dtype.name}")
-        return pulled
-    for approx in pulled.autodiff or []:
-        if not np.all(np.isfinite(np.asarray(approx))):
-            ctx.stats.discard(f"JAX's own {num.autodiff_dtype(ctx.dtype).name} autodiff not finite")
+    if not judging.is_finite(pulled.expected):
+        ctx.stats.discard("reference cotangent not finite")
+    if not judge_overflow and not judging.is_finite(pulled.autodiff):
+        ctx.stats.discard(f"JAX's own {num.autodiff_dtype(ctx.dtype).name} autodiff not finite")
     return pulled
 
 
-def _compare_with_autodiff(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, prop: Property, extra: str = "") -> None:
+def _settle(ctx: Context, header: str, failures: list[str], worst: float, ambiguous: bool, example: Example | None = None) -> None:
+    """Record a passing example, or fail the rule, or discard an example that a kink
+    makes ambiguous: there the rule and the reference may rightly differ."""
+    if not failures:
+        ctx.stats.record(worst)
+        return
+    if ambiguous:
+        ctx.stats.discard("intermediate value at a kink")
+    hint = _kink_hint(ctx.rule, example) if example is not None else None
+    raise RuleMismatch("\n".join([header, *failures] + ([hint] if hint else [])))
+
+
+def _kink_hint(rule: Rule, example: Example) -> str | None:
+    if rule.kinks or not any(
+        np.any(np.asarray(example.primals[i]) == 0) for i in rule.float_inputs
+    ):
+        return None
+    return (
+        "Hint: an input is exactly 0. If the op is not differentiable there (ReLU, abs, "
+        "max), declare the point with kinks=[0.0], and vjpcheck keeps inputs away from it."
+    )
+
+
+def _compare_with_autodiff(
+    ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, prop: Property,
+    extra: str = "", judge_overflow: bool = False,
+) -> kernels.Pullbacks:
+    """Check the op's output and every cotangent against the reference's.
+
+    Raises RuleMismatch, or discards the example, and returns the pullbacks otherwise.
+    """
     header = _header(ctx, rule, prop, example, extra)
     _require_structure(ctx, rule, example, cotangent, header)
-    pulled = _pullbacks(ctx, rule, example, cotangent)
-    _judge_cotangents(ctx, rule, header, pulled.obtained, pulled.expected, pulled.scales(), pulled.autodiff, rule.float_inputs)
+    pulled = _pullbacks(ctx, rule, example, cotangent, judge_overflow)
+    ambiguous = judging.at_kink(pulled)
+    output_text, output_ratio = judging.output_failure(ctx, pulled)
+    failures, worst = judging.cotangent_failures(
+        ctx, rule, pulled.obtained, pulled.expected, pulled.scales(),
+        None if ambiguous else pulled.autodiff, rule.float_inputs,
+    )
+    if output_text:
+        failures.insert(0, output_text)
+    if failures and isinstance(rule, Chain):
+        failures, ambiguous = _blame(ctx, pulled, failures, ambiguous)
+    _settle(ctx, header, failures, max(worst, output_ratio), ambiguous, example)
+    return pulled
+
+
+def _blame(ctx: Context, pulled: kernels.Pullbacks, failures: list[str], ambiguous: bool) -> tuple[list[str], bool]:
+    """Find the link of a failing chain that is wrong.
+
+    A link is judged where it stood in the chain, with the inputs and cotangent it
+    received; a link whose own data input sat on one of its kinks cannot be judged.
+    When the wrong link is a partner of the rule under test, the example is discarded;
+    when it is the rule, the failure stands even if a later kink made the chain's
+    result ambiguous. Returns the failure texts and whether the example is ambiguous.
+    """
+    blamed = judging.blame_links(ctx, pulled)
+    own = set(getattr(ctx.rule, "links", (ctx.rule,)))
+    mine = [text for trace, text in blamed if trace.link in own]
+    if mine:
+        return mine + failures, False
+    if blamed:
+        names = ", ".join(sorted({repr(trace.link.name) for trace, _ in blamed}))
+        ctx.stats.discard(f"a partner rule in the chain is wrong: {names}")
+    if ambiguous:
+        return failures, True
+    return failures + [
+        "Each link agrees with its own reference at the inputs it received, so the "
+        "disagreement comes from composing them: check that each link's op returns what "
+        "its reference returns."
+    ], False
 
 
 # ----------------------------------------------------------------------------------
@@ -219,6 +197,7 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
     _require_structure(ctx, rule, example, cotangent, header)
 
     pulled = _pullbacks(ctx, rule, example, cotangent)
+    ambiguous = judging.at_kink(pulled)
     with num.truth_mode():
         high = num.cast_floats(example.primals, np.float64)
     tangents = tuple(np.asarray(t, np.float64) for t in tangents)
@@ -232,8 +211,9 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
         scale = sum(float(np.vdot(np.abs(t), s)) for t, s in zip(tangents, pulled.scales()))
         forward = float(truth["jvp"])
         autodiff = _pair(tangents, pulled.autodiff)
-        autodiff_error = abs(autodiff - forward) / scale if scale > 0 and np.isfinite(autodiff) else 0.0
-        tolerance = _tolerance(ctx, autodiff_error)
+        usable = scale > 0 and np.isfinite(autodiff) and not ambiguous
+        autodiff_error = abs(autodiff - forward) / scale if usable else 0.0
+        tolerance = judging.tolerance(ctx, autodiff_error)
         bound = float(tolerance.bound(np.float64(scale)))
         ratios.append(_ratio(obtained, forward, bound))
         if not abs(obtained - forward) <= bound:
@@ -246,16 +226,14 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
             float(np.vdot(np.abs(t), np.asarray(s, np.float64)))
             for t, s in zip(tangents, pulled.obtained_sizes)
         )
-        tolerance = _tolerance(ctx, 0.0)
+        tolerance = judging.tolerance(ctx, 0.0)
         bound = float(tolerance.bound(np.float64(scale)))
 
     failure, ratio = _judge_finite_differences(ctx, truth, obtained, scale, bound, step)
     ratios.append(ratio)
     if failure:
         failures.append(failure)
-    if failures:
-        raise RuleMismatch(header + "\n" + "\n".join(failures))
-    ctx.stats.record(max(ratios))
+    _settle(ctx, header, failures, max(ratios), ambiguous, example)
 
 
 def _pair(tangents: Sequence[np.ndarray], cotangents: Sequence[Any]) -> float:
@@ -328,6 +306,7 @@ def _flattening(ctx: Context, data: DataObject) -> None:
         ctx.stats.discard("Jacobian too large to build")
 
     pulled = _pullbacks(ctx, rule, example, cotangent)
+    ambiguous = judging.at_kink(pulled)
     with num.truth_mode():
         high = num.cast_floats(example.primals, np.float64)
         expected = [
@@ -336,21 +315,19 @@ def _flattening(ctx: Context, data: DataObject) -> None:
         ]
     positions = [rule.float_inputs.index(i) for i in matrices]
     scales = pulled.scales()
-    _judge_cotangents(
-        ctx, rule, header,
-        [pulled.obtained[p] for p in positions], expected, [scales[p] for p in positions],
-        [pulled.autodiff[p] for p in positions], matrices,
+    autodiff = None if ambiguous else [pulled.autodiff[p] for p in positions]
+    failures, worst = judging.cotangent_failures(
+        ctx, rule, [pulled.obtained[p] for p in positions], expected,
+        [scales[p] for p in positions], autodiff, matrices,
     )
+    _settle(ctx, header, failures, worst, ambiguous, example)
 
 
 def _stability(ctx: Context, data: DataObject) -> None:
     rule = ctx.rule
     example = _draw_example(ctx, data, rule, widen=STABILITY_WIDTH)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
-    header = _header(ctx, rule, STABILITY, example)
-    _require_structure(ctx, rule, example, cotangent, header)
-    pulled = _pullbacks(ctx, rule, example, cotangent, judge_overflow=True)
-    _judge_cotangents(ctx, rule, header, pulled.obtained, pulled.expected, pulled.scales(), pulled.autodiff, rule.float_inputs)
+    _compare_with_autodiff(ctx, rule, example, cotangent, STABILITY, judge_overflow=True)
 
 
 def _composition(ctx: Context, data: DataObject) -> None:
@@ -403,7 +380,8 @@ STRUCTURE = Property(
 )
 MATCHES_AUTODIFF = Property(
     "matches_autodiff",
-    "the cotangent for each input equals jax.vjp of the reference.",
+    "the op's output equals the reference's, and the cotangent for each input equals "
+    "jax.vjp of the reference.",
     _matches_autodiff,
     _needs_reference,
 )
