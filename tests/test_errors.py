@@ -212,3 +212,77 @@ def test_errors_alone_exit_three(tmp_path, capsys, forget_new_rules):
     '''))
     code = main(["check", str(path), "--max-examples", "5", "--property", "matches_autodiff"])
     assert code == EXIT_ERROR
+
+
+def test_zero_max_examples_rejected(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (2 * g,))
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.check(rule, max_examples=0)
+    assert "max_examples=0 must be an integer of at least 1." in str(info.value)
+
+
+def test_negative_call_rtol_rejected(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (2 * g,))
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.check(rule, rtol=-1.0)
+    assert "rtol=-1.0 must be a finite number >= 0" in str(info.value)
+
+
+def test_misspelled_option_suggests_name(registry):
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.rule("(n)->(n)", kink=[0.0], registry=registry)
+    assert "vjpcheck.rule() got an unknown option 'kink'. Did you mean 'kinks'?" in str(info.value)
+
+
+def test_bare_decorator_explained():
+    with pytest.raises(vc.InvalidSpec) as info:
+
+        @vc.rule
+        def double(x):
+            return 2 * x
+
+    assert "@vjpcheck.rule needs a signature: write @vjpcheck.rule('(n)->(n)') above double" in str(info.value)
+
+
+def test_nondiff_argnums_rejected(registry):
+    import functools
+
+    import jax
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def scale(x, factor):
+        return factor * x
+
+    scale.defvjp(lambda x, factor: (factor * x, None), lambda factor, res, g: (factor * g,))
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.register(scale, "(n)->(n)", registry=registry)
+    assert "has nondiff_argnums=(1,), which vjpcheck does not support yet" in str(info.value)
+
+
+def test_output_shape_checked_before_backward(registry):
+    rule = vc.rule("(h,d),(d)->(d)", registry=registry, name="matvec")(lambda W, x: W @ x)
+    rule.vjp(lambda W, x, out, g: (jnp.outer(g, x), W.T @ g))
+    message = vc.check_report(rule, properties=["structure"], dtypes=["float32"]).results[0].message
+    assert "rule 'matvec': the op returned f32[" in message
+    assert "correct the signature's output or the op." in message
+
+
+def test_integer_argument_without_index_explained(registry):
+    rule = vc.rule("(n),()->()", registry=registry, name="pick")(lambda x, i: x[i])
+    rule.vjp(lambda x, i, out, g: (jnp.zeros_like(x), None))
+    message = error_message(rule, prop="structure")
+    assert "Declare it with specs={'name': vjpcheck.index('n')}" in message
+
+
+def test_structure_failure_skips_value_properties(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: [2 * g])
+    report = vc.check_report(rule, properties=["structure", "matches_autodiff"], dtypes=["float32"], max_examples=5)
+    outcomes = [(r.property, r.outcome) for r in report.results]
+    assert outcomes == [("structure", "failed"), ("matches_autodiff", "not applicable")]
+    assert report.results[1].message == "not run, because the rule fails 'structure'; its report shows why."
+
+
+def test_check_report_takes_check_options(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (2 * g,))
+    report = vc.check_report(rule, properties=["matches_autodiff"], dtypes=["float32"], max_examples=3)
+    assert report.results[0].examples == 3

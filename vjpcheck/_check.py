@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -76,6 +77,47 @@ class RunOptions:
     # Seconds one example may run before it is stopped; None for no limit.
     timeout: float | None = None
 
+    def __post_init__(self) -> None:
+        if self.max_examples is not None and (not isinstance(self.max_examples, int) or self.max_examples < 1):
+            raise InvalidSpec(f"max_examples={self.max_examples!r} must be an integer of at least 1.")
+        for label in ("rtol", "atol"):
+            value = getattr(self, label)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise InvalidSpec(f"{label}={value!r} must be a finite number >= 0, or None for the default.")
+        if not isinstance(self.max_links, int) or self.max_links < 2:
+            raise InvalidSpec(f"max_links={self.max_links!r} must be an integer of at least 2.")
+        if self.timeout is not None and not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
+            raise InvalidSpec(f"timeout={self.timeout!r} must be a number of seconds > 0, or None.")
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        max_examples: int | None = None,
+        rtol: float | None = None,
+        atol: float | None = None,
+        min_side: int = 1,
+        max_side: int = 4,
+        distinct_dims: bool = True,
+        max_links: int = 5,
+        settings: hypothesis.settings | None = None,
+        reproduce_failure: tuple[str, bytes] | None = None,
+        seed: int | None = None,
+        timeout: float | None = None,
+    ) -> RunOptions:
+        """Build options from the keyword arguments of `check`."""
+        return cls(
+            max_examples=max_examples,
+            rtol=rtol,
+            atol=atol,
+            shapes=ShapeOptions(min_side=min_side, max_side=max_side, distinct_dims=distinct_dims),
+            max_links=max_links,
+            settings=settings,
+            reproduce_failure=reproduce_failure,
+            seed=seed,
+            timeout=timeout,
+        )
+
 
 def check(
     rule: Rule,
@@ -128,11 +170,13 @@ def check(
         properties=properties,
         dtypes=dtypes,
         pool=pool,
-        options=RunOptions(
+        options=RunOptions.build(
             max_examples=max_examples,
             rtol=rtol,
             atol=atol,
-            shapes=ShapeOptions(min_side=min_side, max_side=max_side, distinct_dims=distinct_dims),
+            min_side=min_side,
+            max_side=max_side,
+            distinct_dims=distinct_dims,
             max_links=max_links,
             settings=settings,
             reproduce_failure=reproduce_failure,
@@ -156,9 +200,20 @@ def check_report(
     properties: Iterable[str] | None = None,
     dtypes: Sequence[Any] | None = None,
     pool: Iterable[Rule] | None = None,
-    options: RunOptions = RunOptions(),
+    options: RunOptions | None = None,
+    **run_options: Any,
 ) -> CheckReport:
-    """Like `check`, but return every result, failures included, without raising."""
+    """Like `check`, but return every result, failures included, without raising.
+
+    It takes `check`'s keyword arguments, or prepared ``options``.
+
+    >>> # report = vjpcheck.check_report(linear, max_examples=50)
+    >>> # failed = [r.property for r in report.results if r.outcome == "failed"]
+    """
+    if options is None:
+        options = RunOptions.build(**run_options)
+    elif run_options:
+        raise InvalidSpec(f"pass either options= or {sorted(run_options)}, not both.")
     if isinstance(rule, BrokenRule):
         raise rule.error
     if not isinstance(rule, Rule):
@@ -171,7 +226,14 @@ def check_report(
     pool = [r for r in (pool if pool is not None else rule.registry) if isinstance(r, Rule)]
     if rule.missing:
         raise InvalidSpec(rule.missing)
-    results = [run_property(rule, name, dtypes=dtypes, pool=pool, options=options) for name in names]
+    results: list[PropertyResult] = []
+    for name in names:
+        if any(r.property == "structure" and r.outcome in (FAILED, ERROR) for r in results):
+            # Every value property would report the same malformed cotangents again.
+            message = "not run, because the rule fails 'structure'; its report shows why."
+            results.append(PropertyResult(rule, name, NOT_APPLICABLE, tuple(dtypes), message=message))
+            continue
+        results.append(run_property(rule, name, dtypes=dtypes, pool=pool, options=options))
     return CheckReport(rule=rule, results=results)
 
 
@@ -302,11 +364,15 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
     for note in notes:
         match = _BLOB.search(note)
         if match:
-            return (
+            line = (
                 f"To replay this example: vjpcheck.check({ctx.rule.name}, properties="
                 f"[{name!r}], dtypes=[{ctx.dtype.name!r}], reproduce_failure=("
                 f"{match['version']}, {match['blob']}))"
             )
+            if name == "composition":
+                partners = ", ".join(sorted({r.name for r in ctx.pool}))
+                line += f", with the same rules registered to chain with: {partners}"
+            return line
     return None
 
 

@@ -129,6 +129,11 @@ def _advice(error: BaseException, rule: Rule, culprit: str) -> str | None:
             "jax.lax.cond or jax.numpy functions instead."
         )
     message = str(error).lower()
+    if "indexer must have integer" in message or "indices must be integers" in message:
+        return (
+            "An argument is used as an index but was drawn as a real array. Declare it "
+            "with specs={'name': vjpcheck.index('n')}, where n is the dimension it indexes."
+        )
     if culprit == "its op" and any(word in message for word in _SHAPE_WORDS):
         return (
             f"The shapes may not match the signature {rule.signature.text!r}: vjpcheck "

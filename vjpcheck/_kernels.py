@@ -487,18 +487,21 @@ def _trace_structure(rule, primals, cotangent, dtype, output_shape) -> list[str]
         return out, backward(g)
 
     with num.x64_mode(dtype):
+        # The forward pass alone first: a signature that misstates the output shape
+        # makes the backward rule fail with a shape error of JAX's that hides the cause.
+        out = jax.eval_shape(lambda p: rule.raw_vjp(*p)[0], tuple(primals))
+        if not hasattr(out, "shape") or tuple(out.shape) != tuple(output_shape):
+            raise InvalidSpec(
+                f"rule {rule.name!r}: the op returned {short_array(out)} but signature "
+                f"{rule.signature.text!r} gives the output shape {tuple(output_shape)} for "
+                "these inputs; correct the signature's output or the op."
+            )
         try:
-            out, returned = jax.eval_shape(run, tuple(primals), cotangent)
+            _, returned = jax.eval_shape(run, tuple(primals), cotangent)
         except TypeError as error:
             if "not a valid JAX type" not in str(error):
                 raise
             return [f"the backward rule returned a value that is not an array: {error}"]
-    if not hasattr(out, "shape") or tuple(out.shape) != tuple(output_shape):
-        raise InvalidSpec(
-            f"rule {rule.name!r}: the op returned {short_array(out)} but signature "
-            f"{rule.signature.text!r} gives the output shape {tuple(output_shape)} for these "
-            "inputs; correct the signature's output or the op."
-        )
     return returned_problems(rule, primals, returned)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import difflib
 import inspect
 import math
 import os
@@ -475,6 +476,13 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
         name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
         return deferred(lambda: declare(fn), name, _definition_site(fn), options.get("registry"))
 
+    if callable(signature) and not isinstance(signature, str):
+        raise InvalidSpec(
+            f"@vjpcheck.rule needs a signature: write @vjpcheck.rule('(n)->(n)') above "
+            f"{getattr(signature, '__name__', 'the function')}, with one parenthesised group "
+            "of core dimensions per input."
+        )
+    _check_options(options, "vjpcheck.rule")
     return decorate
 
 
@@ -491,6 +499,7 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
     ...     jax.nn.softmax, "(n)->(n)", name="jax.nn.softmax", registry=Registry(),
     ...     reference=lambda x: jnp.exp(x) / jnp.sum(jnp.exp(x)))
     """
+    _check_options(options, "vjpcheck.register")
     options.setdefault("location", _caller_site())
 
     def declare() -> Rule:
@@ -498,6 +507,12 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
         if not callable(fn):
             raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
+        if getattr(fn, "nondiff_argnums", ()):
+            raise InvalidSpec(
+                f"{getattr(fn, '__name__', fn)!r} has nondiff_argnums={fn.nondiff_argnums}, "
+                "which vjpcheck does not support yet. Register a function of the array "
+                "arguments alone, such as functools.partial(fn, axis=-1) or a lambda."
+            )
         kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
         return Rule(fn, signature, kind=kind, **options)
 
@@ -507,6 +522,23 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
 
 # ----------------------------------------------------------------------------------
 # Helpers
+
+
+_OPTIONS = (
+    "name", "specs", "reference", "kinks", "data", "output", "dtypes", "rtol", "atol", "registry",
+)
+
+
+def _check_options(options: Mapping[str, Any], where: str) -> None:
+    for key in options:
+        if key in _OPTIONS or key == "location":
+            continue
+        close = difflib.get_close_matches(key, _OPTIONS, n=1)
+        suggestion = f" Did you mean {close[0]!r}?" if close else ""
+        raise InvalidSpec(
+            f"{where}() got an unknown option {key!r}.{suggestion} The options are "
+            f"{', '.join(_OPTIONS)}."
+        )
 
 
 def _normalise_dtypes(dtypes: Sequence[Any] | None, name: str) -> tuple[np.dtype, ...]:
