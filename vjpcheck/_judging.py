@@ -6,7 +6,7 @@ whether a mismatch fails the rule or discards the example.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -57,9 +57,14 @@ def cotangent_failures(
     scales: Sequence[np.ndarray],
     autodiff: Sequence[Any] | None,
     indices: Sequence[int],
+    diagnose: Callable[[int, np.ndarray, np.ndarray], str] | None = None,
 ) -> tuple[list[str], float]:
     """Compare each input's cotangent elementwise; return the failure texts and the
-    worst error-to-tolerance ratio. Without ``autodiff`` the tolerance is the floor."""
+    worst error-to-tolerance ratio. Without ``autodiff`` the tolerance is the floor.
+
+    ``diagnose(i, obtained, expected)``, when given, names the likely mistake for a
+    mismatching input i.
+    """
     failures, worst = [], 0.0
     for k, i in enumerate(indices):
         truth = np.asarray(expected[k], np.float64)
@@ -70,7 +75,10 @@ def cotangent_failures(
         worst = max(worst, comparison.worst_ratio)
         if comparison.count:
             label = f"Cotangent for {rule.arg_names[i]!r} (input {i})"
-            failures.append(mismatch_details(label, comparison, chosen))
+            text = mismatch_details(label, comparison, chosen)
+            if diagnose is not None:
+                text += f"\nDiagnosis: {diagnose(i, comparison.obtained, truth)}"
+            failures.append(text)
     return failures, worst
 
 

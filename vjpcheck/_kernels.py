@@ -24,6 +24,7 @@ import numpy as np
 from vjpcheck import _magnitudes as magnitudes
 from vjpcheck import _numerics as num
 from vjpcheck._chains import Chain
+from vjpcheck._diagnosis import shape_hint
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._report import short_array
 from vjpcheck._rules import Rule
@@ -179,6 +180,26 @@ def flattening_kernel(rule: Rule, index: int) -> Callable:
 
         jacobian = jax.jacfwd(flat_function)(primals[index].reshape(-1))
         return (jacobian.T @ cotangent.reshape(-1)).reshape(shape)
+
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
+def diagonal_kernel(rule: Rule, index: int) -> Callable:
+    """Jitted, in float64: diag(J) * U for input ``index`` when it has the output's size,
+    the cotangent a rule that keeps only the Jacobian's diagonal would return."""
+    reference = rule.reference
+
+    def run(primals, cotangent):
+        shape = primals[index].shape
+
+        def flat_function(flat_input):
+            full = list(primals)
+            full[index] = flat_input.reshape(shape)
+            return reference(*full).reshape(-1)
+
+        jacobian = jax.jacfwd(flat_function)(primals[index].reshape(-1))
+        return (jnp.diagonal(jacobian) * cotangent.reshape(-1)).reshape(shape)
 
     return jax.jit(run)
 
@@ -568,8 +589,10 @@ def returned_problems(rule: Rule, primals: Sequence[Any], returned: Any) -> list
                 )
             continue
         if cotangent.shape != np.shape(primal) or np.dtype(cotangent.dtype) != np.asarray(primal).dtype:
-            problems.append(
+            problem = (
                 f"{label} is {short_array(cotangent)}; expected {short_array(primal)}, "
                 "the shape and dtype of the input."
             )
+            hint = shape_hint(tuple(cotangent.shape), tuple(np.shape(primal)))
+            problems.append(f"{problem} {hint}" if hint else problem)
     return problems

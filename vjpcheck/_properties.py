@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis.strategies import DataObject
 
+from vjpcheck import _diagnosis as diagnosis
 from vjpcheck import _judging as judging
 from vjpcheck import _kernels as kernels
 from vjpcheck import _numerics as num
@@ -110,14 +111,64 @@ def _settle(ctx: Context, header: str, failures: list[str], worst: float, ambigu
 
 
 def _kink_hint(rule: Rule, example: Example) -> str | None:
-    if rule.kinks or not any(
-        np.any(np.asarray(example.primals[i]) == 0) for i in rule.float_inputs
-    ):
+    # Only for elementwise-looking ops (data input and output share a core shape),
+    # where an exact 0 input is the usual kink.
+    data = rule.data_index
+    elementwise = rule.signature.inputs[data] == rule.signature.output
+    if rule.kinks or not elementwise or not np.any(np.asarray(example.primals[data]) == 0):
         return None
     return (
         "Hint: an input is exactly 0. If the op is not differentiable there (ReLU, abs, "
         "max), declare the point with kinks=[0.0], and vjpcheck keeps inputs away from it."
     )
+
+
+def _diagnoser(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, pulled: kernels.Pullbacks):
+    """Return diagnose(i, obtained, expected) for the rule's mismatching inputs.
+
+    The evidence that costs a kernel call (an all-ones cotangent's truth, the
+    Jacobian's diagonal) is computed on the first mismatch only.
+    """
+    if isinstance(rule, Chain) or rule.reference is None:
+        return None
+    with num.truth_mode():
+        high = tuple(num.cast_floats(example.primals, np.float64))
+        u = np.asarray(cotangent, np.float64)
+    cache: dict[str, Any] = {}
+
+    def for_ones() -> list[Any]:
+        if "ones" not in cache:
+            ones = np.ones_like(u)
+            with num.truth_mode():
+                (_, cache["ones"]), _, _ = kernels.truth_pullback(rule)(
+                    high, tuple(map(kernels.exact_size, high)), ones, kernels.exact_size(ones)
+                )
+        return cache["ones"]
+
+    def diagnose(i: int, obtained: np.ndarray, expected: np.ndarray) -> str:
+        position = rule.float_inputs.index(i)
+        names = [rule.arg_names[j] for j in rule.float_inputs]
+        others = {
+            names[k]: np.asarray(value, np.float64)
+            for k, value in enumerate(pulled.expected) if k != position and np.shape(value) == np.shape(expected)
+        }
+        diagonal = None
+        if np.size(high[i]) == np.size(u) and np.size(u) > 1:
+            with num.truth_mode():
+                diagonal = np.asarray(kernels.diagonal_kernel(rule, i)(high, u), np.float64)
+        evidence = diagnosis.Evidence(
+            name=rule.arg_names[i],
+            obtained=np.asarray(obtained, np.float64),
+            expected=expected,
+            others=others,
+            for_ones=np.asarray(for_ones()[position], np.float64),
+            diagonal_only=diagonal,
+            sizes=example.sizes,
+            cotangent=u,
+        )
+        return diagnosis.diagnose(evidence)
+
+    return diagnose
 
 
 def _compare_with_autodiff(
@@ -136,6 +187,7 @@ def _compare_with_autodiff(
     failures, worst = judging.cotangent_failures(
         ctx, rule, pulled.obtained, pulled.expected, pulled.scales(),
         None if ambiguous else pulled.autodiff, rule.float_inputs,
+        diagnose=_diagnoser(ctx, rule, example, cotangent, pulled),
     )
     if output_text:
         failures.insert(0, output_text)
@@ -319,6 +371,7 @@ def _flattening(ctx: Context, data: DataObject) -> None:
     failures, worst = judging.cotangent_failures(
         ctx, rule, [pulled.obtained[p] for p in positions], expected,
         [scales[p] for p in positions], autodiff, matrices,
+        diagnose=_diagnoser(ctx, rule, example, cotangent, pulled),
     )
     _settle(ctx, header, failures, worst, ambiguous, example)
 
