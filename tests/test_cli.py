@@ -1,12 +1,18 @@
-"""The vjpcheck command: targets, the table, exit codes, and failure reports."""
+"""The vjpcheck command: targets, the table, exit codes, failure reports and CI files."""
 
+import contextlib
+import io
+import json
 import re
 import textwrap
+import xml.etree.ElementTree as ElementTree
 
+import jax
 import pytest
+from rich.console import Console
 
 import vjpcheck as vc
-from vjpcheck._cli import main
+from vjpcheck._cli import _parser, _progress, main
 
 GOOD_MODULE = '''
 import jax.numpy as jnp
@@ -108,3 +114,184 @@ def test_folder_target_imports_package(tmp_path, capsys):
     code, out = run(capsys, str(package), "--max-examples", "5", "--property", "structure")
     assert code == 0
     assert "cli_package_linear" in out
+
+
+# ----------------------------------------------------------------------------------
+# Result files, rule selection, listing, the JAX cache
+
+
+TWO_RULES = '''
+import jax.numpy as jnp
+import vjpcheck as vc
+
+@vc.rule("(n)->(n)", dtypes=["float32"])
+def cli_ci_double(x):
+    return 2.0 * x
+
+@cli_ci_double.vjp
+def _(x, out, g):
+    return (2.0 * g,)
+
+@vc.rule("(h,d),(d),(h)->(h)", data="x", dtypes=["float32"])
+def cli_ci_wrong_linear(W, x, b):
+    return W @ x + b
+
+@cli_ci_wrong_linear.vjp
+def _(W, x, b, out, g):
+    return jnp.outer(x, g).reshape(W.shape), W.T @ g, g
+'''
+
+CI_PROPERTIES = ("structure", "matches_autodiff", "flattening")
+
+
+@pytest.fixture(scope="module")
+def ci_run(tmp_path_factory):
+    """Run vjpcheck check once on two rules, writing JSON and JUnit XML; return the paths."""
+    folder = tmp_path_factory.mktemp("ci_run")
+    module = folder / "cli_ci_rules.py"
+    module.write_text(textwrap.dedent(TWO_RULES))
+    before = list(vc.default_registry)
+    args = ["check", str(module), "--max-examples", "10", "--max-side", "3"]
+    args += [f"--property={name}" for name in CI_PROPERTIES]
+    args += ["--json", str(folder / "out.json"), "--junit-xml", str(folder / "out.xml")]
+    with contextlib.redirect_stdout(io.StringIO()) as output:
+        code = main(args)
+    for rule in list(vc.default_registry):
+        if not any(rule is b for b in before):
+            vc.default_registry.remove(rule)
+    return {"code": code, "output": output.getvalue(), "json": folder / "out.json", "xml": folder / "out.xml"}
+
+
+def test_junit_xml_case_per_property(ci_run):
+    assert ci_run["code"] == 1
+    root = ElementTree.parse(ci_run["xml"]).getroot()
+    cases = {(case.get("classname"), case.get("name")): case for case in root.iter("testcase")}
+    expected = {(rule, name) for rule in ("cli_ci_double", "cli_ci_wrong_linear") for name in CI_PROPERTIES}
+    assert set(cases) == expected
+    assert root.get("tests") == "6"
+    assert root.get("failures") == "2"
+    assert root.get("skipped") == "1"
+
+
+def test_junit_xml_outcomes(ci_run):
+    root = ElementTree.parse(ci_run["xml"]).getroot()
+    cases = {(case.get("classname"), case.get("name")): case for case in root.iter("testcase")}
+    failure = cases[("cli_ci_wrong_linear", "matches_autodiff")].find("failure")
+    assert "failed property 'matches_autodiff'" in failure.text
+    assert failure.get("message").startswith("Rule 'cli_ci_wrong_linear'")
+    skipped = cases[("cli_ci_double", "flattening")].find("skipped")
+    assert skipped.get("message") == "the rule has no matrix input"
+    passed = cases[("cli_ci_double", "structure")]
+    assert [child.tag for child in passed] == ["system-out"]
+
+
+def test_json_record_per_property(ci_run):
+    document = json.loads(ci_run["json"].read_text())
+    assert document["exit_code"] == 1
+    assert document["counts"] == {"passed": 3, "failed": 2, "error": 0, "not applicable": 1}
+    records = {(r["rule"], r["property"]): r for r in document["results"]}
+    assert len(records) == 6
+    passed = records[("cli_ci_double", "matches_autodiff")]
+    assert passed["outcome"] == "passed"
+    assert passed["dtypes"] == ["float32"]
+    assert passed["examples"] == 10
+    assert passed["discarded"] == {}
+    assert 0 <= passed["worst_error_ratio"] <= 1
+    assert passed["seconds"] >= 0
+    assert passed["message"] == ""
+    failed = records[("cli_ci_wrong_linear", "matches_autodiff")]
+    assert failed["outcome"] == "failed"
+    assert "Cotangent for 'W' (input 0)" in failed["message"]
+    assert records[("cli_ci_double", "flattening")]["worst_error_ratio"] is None
+
+
+def test_progress_off_without_terminal(ci_run):
+    assert "\x1b[" not in ci_run["output"]
+    assert _progress(Console(file=io.StringIO())).disable
+    assert not _progress(Console(file=io.StringIO(), force_terminal=True)).disable
+
+
+def test_dtype_option_takes_supported_dtypes():
+    parser = _parser()
+    for name in ("float32", "float64", "bfloat16", "float16"):
+        assert parser.parse_args(["check", "rules", "--dtype", name]).dtypes == [name]
+
+
+def test_rule_option_selects_rule(tmp_path, capsys):
+    module = tmp_path / "cli_select.py"
+    module.write_text(textwrap.dedent(TWO_RULES).replace("cli_ci_", "cli_select_"))
+    code, out = run(capsys, str(module), "--rule", "cli_select_double", "--property", "structure", "--max-examples", "3")
+    assert code == 0
+    assert "cli_select_double" in out
+    assert "cli_select_wrong_linear" not in out
+    assert "1 passed, 0 failed, 0 errors, 0 not applicable, 1 rules in" in out
+
+
+def test_unknown_rule_name_exits_two(tmp_path, capsys):
+    path = write_module(tmp_path, "cli_unknown.py", "cli_unknown_linear", "jnp.outer(g, x)")
+    code, out = run(capsys, str(path), "--rule", "cli_no_such_rule")
+    assert code == 2
+    assert "No rule named 'cli_no_such_rule' is registered" in out
+    assert "'cli_unknown_linear'" in out
+
+
+def test_missing_output_folder_exits_two(tmp_path, capsys):
+    path = write_module(tmp_path, "cli_folder.py", "cli_folder_linear", "jnp.outer(g, x)")
+    code, out = run(capsys, str(path), "--json", str(tmp_path / "absent" / "out.json"))
+    assert code == 2
+    assert "does not exist; create it first" in out
+    assert "cli_folder_linear" not in out
+
+
+def test_list_shows_signatures(tmp_path, capsys):
+    path = write_module(tmp_path, "cli_list.py", "cli_list_linear", "jnp.outer(g, x)")
+    code = main(["list", str(path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "cli_list_linear(W(h,d), x(d), b(h)) -> (h)" in out
+    assert "f32,f64" in out
+    assert "1 rules" in out
+
+
+def test_list_reports_declaration_error(tmp_path, capsys):
+    path = tmp_path / "cli_list_broken.py"
+    path.write_text(
+        "import vjpcheck as vc\n\n"
+        "@vc.rule('(n)->(n)', specs={'y': vc.real()})\n"
+        "def cli_list_broken(x):\n"
+        "    return x\n"
+    )
+    code = main(["list", str(path)])
+    out = capsys.readouterr().out
+    assert code == 3
+    assert "specs name ['y'], which are not arguments" in out
+
+
+@pytest.fixture
+def restore_jax_cache_config():
+    names = [
+        "jax_compilation_cache_dir",
+        "jax_persistent_cache_min_compile_time_secs",
+        "jax_persistent_cache_min_entry_size_bytes",
+    ]
+    saved = {name: getattr(jax.config, name) for name in names}
+    yield
+    for name, value in saved.items():
+        jax.config.update(name, value)
+
+
+def test_jax_cache_option_configures_jax(tmp_path, capsys, monkeypatch, restore_jax_cache_config):
+    monkeypatch.setenv("VJPCHECK_JAX_CACHE", str(tmp_path / "from-env"))
+    code, out = run(capsys, str(tmp_path / "absent.py"), "--jax-cache", str(tmp_path / "cache"))
+    assert code == 2
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    assert jax.config.jax_persistent_cache_min_compile_time_secs == 0.0
+    assert jax.config.jax_persistent_cache_min_entry_size_bytes == -1
+    assert not (tmp_path / "from-env").exists()
+
+
+def test_jax_cache_variable_used(tmp_path, capsys, monkeypatch, restore_jax_cache_config):
+    monkeypatch.setenv("VJPCHECK_JAX_CACHE", str(tmp_path / "from-env"))
+    run(capsys, str(tmp_path / "absent.py"))
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "from-env")
+    assert (tmp_path / "from-env").is_dir()

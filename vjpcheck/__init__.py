@@ -11,28 +11,62 @@
 >>> report = vc.check(linear)  # doctest: +SKIP
 """
 
-from vjpcheck._chains import Chain as Chain
-from vjpcheck._chains import chain as chain
-from vjpcheck._check import CheckReport as CheckReport
-from vjpcheck._check import PropertyResult as PropertyResult
-from vjpcheck._check import check as check
-from vjpcheck._check import check_report as check_report
-from vjpcheck._errors import InvalidSpec as InvalidSpec
-from vjpcheck._errors import RuleMismatch as RuleMismatch
-from vjpcheck._errors import VjpcheckError as VjpcheckError
-from vjpcheck._properties import PROPERTIES as PROPERTIES
-from vjpcheck._rules import Registry as Registry
-from vjpcheck._rules import Rule as Rule
-from vjpcheck._rules import default_registry as default_registry
-from vjpcheck._rules import register as register
-from vjpcheck._rules import rule as rule
-from vjpcheck._specs import array_strategy as array_strategy
-from vjpcheck._specs import elements as elements
-from vjpcheck._specs import index as index
-from vjpcheck._specs import positive as positive
-from vjpcheck._specs import real as real
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# The public names and the modules that define them. Each module loads on the first
+# access to one of its names, so that `import vjpcheck`, which pytest runs when it
+# loads vjpcheck's plugin, does not import JAX. JAX reads settings such as
+# JAX_ENABLE_X64 and JAX_PLATFORMS from the environment when it is imported, and a
+# conftest.py that sets them must run first.
+_EXPORTS = {
+    "Chain": "vjpcheck._chains",
+    "chain": "vjpcheck._chains",
+    "CheckReport": "vjpcheck._check",
+    "PropertyResult": "vjpcheck._check",
+    "check": "vjpcheck._check",
+    "check_report": "vjpcheck._check",
+    "InvalidSpec": "vjpcheck._errors",
+    "RuleMismatch": "vjpcheck._errors",
+    "VjpcheckError": "vjpcheck._errors",
+    "PROPERTIES": "vjpcheck._properties",
+    "Registry": "vjpcheck._rules",
+    "Rule": "vjpcheck._rules",
+    "default_registry": "vjpcheck._rules",
+    "register": "vjpcheck._rules",
+    "rule": "vjpcheck._rules",
+    "array_strategy": "vjpcheck._specs",
+    "elements": "vjpcheck._specs",
+    "index": "vjpcheck._specs",
+    "positive": "vjpcheck._specs",
+    "real": "vjpcheck._specs",
+}
+
+if TYPE_CHECKING:
+    from vjpcheck._chains import Chain as Chain
+    from vjpcheck._chains import chain as chain
+    from vjpcheck._check import CheckReport as CheckReport
+    from vjpcheck._check import PropertyResult as PropertyResult
+    from vjpcheck._check import check as check
+    from vjpcheck._check import check_report as check_report
+    from vjpcheck._errors import InvalidSpec as InvalidSpec
+    from vjpcheck._errors import RuleMismatch as RuleMismatch
+    from vjpcheck._errors import VjpcheckError as VjpcheckError
+    from vjpcheck._properties import PROPERTIES as PROPERTIES
+    from vjpcheck._rules import Registry as Registry
+    from vjpcheck._rules import Rule as Rule
+    from vjpcheck._rules import default_registry as default_registry
+    from vjpcheck._rules import register as register
+    from vjpcheck._rules import rule as rule
+    from vjpcheck._specs import array_strategy as array_strategy
+    from vjpcheck._specs import elements as elements
+    from vjpcheck._specs import index as index
+    from vjpcheck._specs import positive as positive
+    from vjpcheck._specs import real as real
 
 __all__ = [
     "PROPERTIES",
@@ -56,3 +90,17 @@ __all__ = [
     "register",
     "rule",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the module that defines a public name on first access, and return it."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'vjpcheck' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

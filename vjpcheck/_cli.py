@@ -1,10 +1,15 @@
-"""The ``vjpcheck`` command: import targets, check their rules, print a table."""
+"""The ``vjpcheck`` command: import targets, check their rules, print a table.
+
+``vjpcheck check`` can also write the results as JSON (``--json``) and JUnit XML
+(``--junit-xml``) for CI, and ``vjpcheck list`` shows the rules that targets register.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import importlib
+import os
 import pkgutil
 import sys
 import time
@@ -15,18 +20,23 @@ from types import ModuleType
 
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from vjpcheck import __version__
 from vjpcheck._check import ERROR, FAILED, NOT_APPLICABLE, PASSED, PropertyResult, RunOptions, check_report
 from vjpcheck._errors import InvalidSpec
+from vjpcheck._jax_cache import JAX_CACHE_VARIABLE, cache_folder, enable_jax_cache
+from vjpcheck._outputs import build_records, write_json, write_junit_xml
 from vjpcheck._properties import PROPERTIES
-from vjpcheck._rules import BrokenRule, Rule, collecting, default_registry
+from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, collecting, default_registry
 from vjpcheck._strategies import ShapeOptions
 
 # Exit codes, in order of precedence when several apply: 1 when a property failed; 3
 # when a rule, a declaration or the import of a target raised an error; 2 when the
-# command line was invalid (an option, a target that does not exist, no rules found);
-# 0 when every property passed or does not apply.
+# command line was invalid; 0 when every property passed or does not apply. An invalid
+# command line is an invalid option, a target or --rule name that does not exist, no
+# rules found, or a --json or --junit-xml file that cannot be written.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 _STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim"}
@@ -48,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    if args.command == "list":
+        return _list_command(args)
     return _check_command(args)
 
 
@@ -75,7 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         help="check only this property; repeat for several",
     )
     check.add_argument(
-        "--dtype", action="append", dest="dtypes", choices=["float32", "float64"],
+        "--rule", action="append", dest="rules", metavar="NAME",
+        help="check only the rule named NAME; repeat for several (composition still chains it with every other rule)",
+    )
+    check.add_argument(
+        "--dtype", action="append", dest="dtypes", choices=[d.name for d in SUPPORTED_DTYPES],
         help="check only this dtype; repeat for several (default: each rule's dtypes)",
     )
     check.add_argument("--max-side", type=int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)")
@@ -84,40 +100,70 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, metavar="SECONDS",
         help="stop an example that runs longer than this and report an error; 0 turns the limit off (default: 60)",
     )
+    check.add_argument(
+        "--json", dest="json_file", metavar="FILE",
+        help="also write the results to FILE as JSON, one record per rule and property",
+    )
+    check.add_argument(
+        "--junit-xml", dest="junit_file", metavar="FILE",
+        help="also write the results to FILE as JUnit XML, one test case per rule and property",
+    )
+    check.add_argument(
+        "--jax-cache", metavar="DIR",
+        help=(
+            "keep JAX's compiled kernels in the folder DIR, so that the next run skips "
+            f"compiling them (default: ${JAX_CACHE_VARIABLE}; without either, no cache)"
+        ),
+    )
+
+    listing = commands.add_parser(
+        "list",
+        help="list the rules that the targets register, with their signatures",
+        description="Import each target and list the rules it registers, without checking them.",
+    )
+    listing.add_argument("targets", nargs="+", metavar="TARGET", help="a .py file, a folder or a dotted module")
     return parser
 
 
-def _check_command(args: argparse.Namespace) -> int:
-    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
-    rules, problems = collect_rules(args.targets)
-    if not rules and not problems:
-        console.print(
-            f"No rules are registered by {', '.join(args.targets)}; declare some with "
-            "@vjpcheck.rule or vjpcheck.register."
-        )
-        return EXIT_USAGE
+def _console() -> Console:
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 120)
 
+
+def _check_command(args: argparse.Namespace) -> int:
+    console = _console()
     try:
+        _require_output_folders(args)
         options = RunOptions(
             max_examples=args.max_examples,
             shapes=ShapeOptions(max_side=args.max_side),
             seed=args.seed,
             timeout=args.timeout or None,
         )
+        # Before the targets load, because JAX decides at its first compilation
+        # whether to use the cache, and a target may compute at import.
+        folder = cache_folder(args.jax_cache)
+        if folder:
+            enable_jax_cache(folder)
     except InvalidSpec as error:
-        console.print(f"[bold magenta]ERROR[/] {error}")
+        console.print(f"[bold magenta]ERROR[/] {escape(str(error))}")
+        return EXIT_USAGE
+
+    rules, problems = collect_rules(args.targets)
+    if not rules and not problems:
+        console.print(_no_rules_message(args.targets), markup=False)
+        return EXIT_USAGE
+    selected, problems, unknown = _select_rules(rules, problems, args.rules)
+    if unknown:
+        names = ", ".join(repr(r.name) for r in rules) or "none"
+        console.print(
+            f"No rule named {', '.join(repr(n) for n in unknown)} is registered by "
+            f"{', '.join(args.targets)}; the registered rules are {names}.",
+            markup=False,
+        )
         return EXIT_USAGE
 
     start = time.perf_counter()
-    results: list[PropertyResult] = []
-    with console.status("Checking rules...") if console.is_terminal else _nothing():
-        for rule in rules:
-            try:
-                report = check_report(rule, properties=args.properties, dtypes=args.dtypes, pool=rules, options=options)
-            except InvalidSpec as error:
-                results.append(PropertyResult(rule, "-", ERROR, message=str(error)))
-                continue
-            results.extend(report.results)
+    results = _run_checks(console, selected, rules, args, options)
     elapsed = time.perf_counter() - start
 
     console.print(_table(problems, results))
@@ -126,10 +172,15 @@ def _check_command(args: argparse.Namespace) -> int:
     errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
     summary = (
         f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
-        f"{counts[NOT_APPLICABLE]} not applicable, {len(rules)} rules in {elapsed:.1f} s"
+        f"{counts[NOT_APPLICABLE]} not applicable, {len(selected)} rules in {elapsed:.1f} s"
     )
     console.print(summary)
-    if counts[FAILED]:
+    code = _exit_code(counts[FAILED], errors, bool(problems))
+    return _write_outputs(console, args, problems, results, code, elapsed)
+
+
+def _exit_code(failed: int, errors: int, problems: bool) -> int:
+    if failed:
         return EXIT_FAILED
     if errors:
         return EXIT_ERROR
@@ -138,12 +189,121 @@ def _check_command(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _nothing:
-    def __enter__(self):
-        return self
+def _no_rules_message(targets: Sequence[str]) -> str:
+    return (
+        f"No rules are registered by {', '.join(targets)}; declare some with "
+        "@vjpcheck.rule or vjpcheck.register."
+    )
 
-    def __exit__(self, *exc):
-        return False
+
+def _select_rules(
+    rules: Sequence[Rule], problems: Sequence[Problem], names: Sequence[str] | None,
+) -> tuple[list[Rule], list[Problem], list[str]]:
+    """Keep the rules named by --rule, and the problems that concern them or every rule.
+
+    Returns the rules to check, the problems to report, and the names that match
+    neither a rule nor a declaration that failed.
+    """
+    if not names:
+        return list(rules), list(problems), []
+    declared = {r.name for r in rules} | {p.name for p in problems if p.stage == "declaration"}
+    unknown = [name for name in dict.fromkeys(names) if name not in declared]
+    selected = [r for r in rules if r.name in names]
+    kept = [p for p in problems if p.stage != "declaration" or p.name in names]
+    return selected, kept, unknown
+
+
+def _run_checks(
+    console: Console, selected: Sequence[Rule], pool: Sequence[Rule], args: argparse.Namespace, options: RunOptions,
+) -> list[PropertyResult]:
+    """Check each selected rule one property at a time, advancing a progress bar."""
+    names = args.properties or list(PROPERTIES)
+    results: list[PropertyResult] = []
+    with _progress(console) as progress:
+        task = progress.add_task("Checking rules", total=len(selected) * len(names))
+        for rule in selected:
+            for done, name in enumerate(names):
+                progress.update(task, description=f"{rule.name} [{name}]")
+                try:
+                    report = check_report(rule, properties=[name], dtypes=args.dtypes, pool=pool, options=options)
+                except InvalidSpec as error:
+                    # The declaration is incomplete or invalid, so no property can run.
+                    results.append(PropertyResult(rule, "-", ERROR, message=str(error)))
+                    progress.advance(task, len(names) - done)
+                    break
+                results.extend(report.results)
+                progress.advance(task)
+    return results
+
+
+def _progress(console: Console) -> Progress:
+    """Return a progress bar that shows only on a terminal and is cleared when done."""
+    return Progress(
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def _require_output_folders(args: argparse.Namespace) -> None:
+    """Raise InvalidSpec before any check runs if a result file cannot be written."""
+    for option, name in (("--json", args.json_file), ("--junit-xml", args.junit_file)):
+        if name is None:
+            continue
+        path = Path(name)
+        if path.is_dir():
+            raise InvalidSpec(f"{option} {name}: this is a folder; name a file to write the results to.")
+        if not path.parent.is_dir():
+            raise InvalidSpec(
+                f"{option} {name}: the folder {str(path.parent)!r} does not exist; create it first."
+            )
+
+
+def _write_outputs(
+    console: Console, args: argparse.Namespace, problems: Sequence[Problem],
+    results: Sequence[PropertyResult], code: int, seconds: float,
+) -> int:
+    """Write the --json and --junit-xml files; return the exit code, raised to 2 if one fails."""
+    records = build_records(problems, results)
+    try:
+        if args.json_file:
+            write_json(args.json_file, records, exit_code=code, seconds=seconds, version=__version__)
+        if args.junit_file:
+            write_junit_xml(args.junit_file, records, seconds=seconds)
+    except OSError as error:
+        console.print(f"[bold magenta]ERROR[/] writing the results failed: {escape(str(error))}")
+        return code if code in (EXIT_FAILED, EXIT_ERROR) else EXIT_USAGE
+    return code
+
+
+def _list_command(args: argparse.Namespace) -> int:
+    console = _console()
+    rules, problems = collect_rules(args.targets)
+    if not rules and not problems:
+        console.print(_no_rules_message(args.targets), markup=False)
+        return EXIT_USAGE
+    table = Table(title="vjpcheck rules")
+    table.add_column("Rule")
+    table.add_column("Signature")
+    table.add_column("Dtypes")
+    table.add_column("Location")
+    for problem in problems:
+        table.add_row(escape(problem.name), f"[{_STYLES[ERROR]}]ERROR[/] ({problem.stage})", "", "")
+    for rule in rules:
+        table.add_row(
+            escape(rule.name),
+            escape(rule.describe_signature()),
+            ",".join(d.name.replace("float", "f") for d in rule.dtypes),
+            escape(rule.location),
+        )
+    console.print(table)
+    _print_details(console, problems, [])
+    console.print(f"{len(rules)} rules")
+    return _exit_code(0, sum(p.stage != "target" for p in problems), bool(problems))
 
 
 def _table(problems: Sequence[Problem], results: Sequence[PropertyResult]) -> Table:
@@ -215,8 +375,8 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
                 modules.extend(import_target(target))
             except InvalidSpec as error:
                 problems.append(Problem(target, "target", f"{target}: {error}"))
-            except Exception:  # noqa: BLE001 - any import failure is reported, the others go on
-                problems.append(Problem(target, "import", f"importing {target} failed:\n{traceback.format_exc()}"))
+            except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
+                problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
     found = [r for r in default_registry if not any(r is b for b in before)]
     for module in modules:
         for value in vars(module).values():
@@ -225,6 +385,15 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
     for broken in (r for r in found if isinstance(r, BrokenRule)):
         problems.append(Problem(broken.name, "declaration", f"{broken.location}: {broken.error}"))
     return [r for r in found if isinstance(r, Rule)], problems
+
+
+def _import_traceback(error: BaseException) -> str:
+    """Format the traceback of a failed import without the frames of the import machinery."""
+    machinery = (str(Path(__file__).parent) + os.sep, str(Path(importlib.__file__).parent) + os.sep, "<frozen importlib")
+    report = traceback.TracebackException.from_exception(error)
+    frames = [frame for frame in report.stack if not frame.filename.startswith(machinery)]
+    report.stack = traceback.StackSummary.from_list(frames)
+    return "".join(report.format())
 
 
 def import_target(target: str) -> list[ModuleType]:
