@@ -54,7 +54,7 @@ def test_passing_module_exits_zero(tmp_path, capsys):
     assert code == 0
     assert "cli_good_linear" in out
     assert "PASS" in out
-    assert "1 passed, 0 failed, 0 errors, 0 not applicable, 1 rules in" in out
+    assert "1 passed, 0 failed, 0 errors, 0 not applicable, 1 rule in" in out
 
 
 def test_reshaped_weight_grad_exits_one(tmp_path, capsys):
@@ -224,7 +224,7 @@ def test_rule_option_selects_rule(tmp_path, capsys):
     assert code == 0
     assert "cli_select_double" in out
     assert "cli_select_wrong_linear" not in out
-    assert "1 passed, 0 failed, 0 errors, 0 not applicable, 1 rules in" in out
+    assert "1 passed, 0 failed, 0 errors, 0 not applicable, 1 rule in" in out
 
 
 def test_unknown_rule_name_exits_two(tmp_path, capsys):
@@ -295,3 +295,38 @@ def test_jax_cache_variable_used(tmp_path, capsys, monkeypatch, restore_jax_cach
     run(capsys, str(tmp_path / "absent.py"))
     assert jax.config.jax_compilation_cache_dir == str(tmp_path / "from-env")
     assert (tmp_path / "from-env").is_dir()
+
+
+def test_folder_searches_subfolders(tmp_path, capsys):
+    folder = tmp_path / "cli_tree"
+    (folder / "inner").mkdir(parents=True)
+    write_module(folder, "top.py", "cli_tree_top", "jnp.outer(g, x)")
+    write_module(folder / "inner", "deep.py", "cli_tree_deep", "jnp.outer(g, x)")
+    code, out = run(capsys, str(folder), "--max-examples", "3", "--property", "structure")
+    assert code == 0
+    assert "cli_tree_top" in out
+    assert "cli_tree_deep" in out
+
+
+def test_broken_file_spares_its_folder(tmp_path, capsys):
+    folder = tmp_path / "cli_mixed_folder"
+    folder.mkdir()
+    write_module(folder, "good.py", "cli_mixed_good", "jnp.outer(g, x)")
+    (folder / "bad.py").write_text("import vjpcheck_missing_dependency\n")
+    code, out = run(capsys, str(folder), "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert "cli_mixed_good" in out
+    assert "bad.py [import]" in out
+    assert "ModuleNotFoundError: No module named 'vjpcheck_missing_dependency'" in out
+
+
+def test_dotted_target_found_from_cwd(tmp_path, capsys, monkeypatch):
+    package = tmp_path / "cli_cwd_package"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    write_module(package, "layer.py", "cli_cwd_linear", "jnp.outer(g, x)")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.path", [p for p in __import__("sys").path if p not in ("", str(tmp_path))])
+    code, out = run(capsys, "cli_cwd_package.layer", "--max-examples", "3", "--property", "structure")
+    assert code == 0
+    assert "cli_cwd_linear" in out

@@ -255,9 +255,11 @@ def run_property(rule: Rule, name: str, *, dtypes: Sequence[np.dtype], pool: Seq
     reason = prop.not_applicable(rule, pool)
     if reason:
         return PropertyResult(rule, name, NOT_APPLICABLE, tuple(dtypes), message=reason)
-    result = PropertyResult(rule, name, PASSED, tuple(dtypes))
+    # The dtypes field lists the dtypes that ran: a failure stops at its dtype.
+    result = PropertyResult(rule, name, PASSED, ())
     start = time.perf_counter()
     for dtype in dtypes:
+        result.dtypes += (dtype,)
         stats = Stats()
         ctx = Context(
             rule=rule, dtype=dtype, shapes=options.shapes, rtol=options.rtol,

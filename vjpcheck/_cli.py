@@ -172,7 +172,8 @@ def _check_command(args: argparse.Namespace) -> int:
     errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
     summary = (
         f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
-        f"{counts[NOT_APPLICABLE]} not applicable, {len(selected)} rules in {elapsed:.1f} s"
+        f"{counts[NOT_APPLICABLE]} not applicable, {len(selected)} "
+        f"{'rule' if len(selected) == 1 else 'rules'} in {elapsed:.1f} s"
     )
     console.print(summary)
     code = _exit_code(counts[FAILED], errors, bool(problems))
@@ -228,7 +229,7 @@ def _run_checks(
                     report = check_report(rule, properties=[name], dtypes=args.dtypes, pool=pool, options=options)
                 except InvalidSpec as error:
                     # The declaration is incomplete or invalid, so no property can run.
-                    results.append(PropertyResult(rule, "-", ERROR, message=str(error)))
+                    results.append(PropertyResult(rule, "declaration", ERROR, message=str(error)))
                     progress.advance(task, len(names) - done)
                     break
                 results.extend(report.results)
@@ -372,11 +373,16 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
     with collecting():
         for target in targets:
             try:
-                modules.extend(import_target(target))
+                loaded, failures = import_target(target)
             except InvalidSpec as error:
                 problems.append(Problem(target, "target", f"{target}: {error}"))
+                continue
             except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
                 problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
+                continue
+            modules.extend(loaded)
+            for name, error in failures:
+                problems.append(Problem(name, "import", f"importing {name} failed:\n{_import_traceback(error)}"))
     found = [r for r in default_registry if not any(r is b for b in before)]
     for module in modules:
         for value in vars(module).values():
@@ -396,13 +402,22 @@ def _import_traceback(error: BaseException) -> str:
     return "".join(report.format())
 
 
-def import_target(target: str) -> list[ModuleType]:
-    """Import a .py file, a folder of them, or a dotted module name, with its submodules."""
+def import_target(target: str) -> tuple[list[ModuleType], list[tuple[str, BaseException]]]:
+    """Import a .py file, a folder of them, or a dotted module name, with its submodules.
+
+    Returns the modules that loaded and, for a folder or package, the (module name,
+    exception) of each one that failed, so that one broken file does not hide the rest.
+    Subfolders are searched too. A dotted name is looked up from the current directory
+    as well, as `python -m` does.
+    """
     path = Path(target)
     if path.suffix == ".py" or path.exists():
         if not path.exists():
             raise InvalidSpec(f"no file or folder named {target!r}")
-        return _import_path(path.resolve())
+        failures: list[tuple[str, BaseException]] = []
+        return _import_path(path.resolve(), failures), failures
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
     try:
         module = importlib.import_module(target)
     except ModuleNotFoundError as error:
@@ -412,17 +427,23 @@ def import_target(target: str) -> list[ModuleType]:
                 f"({error}); pass a path, or install the package that provides it."
             ) from None
         raise
-    return [module, *_submodules(module)]
+    failures = []
+    return [module, *_submodules(module, failures)], failures
 
 
-def _import_path(path: Path) -> list[ModuleType]:
+def _import_path(path: Path, failures: list[tuple[str, BaseException]]) -> list[ModuleType]:
     if path.is_dir():
         if (path / "__init__.py").exists():
             module = _import_by_name(path)
-            return [module, *_submodules(module)]
+            return [module, *_submodules(module, failures)]
         modules = []
-        for child in sorted(path.glob("*.py")):
-            modules.extend(_import_path(child))
+        for child in sorted(path.iterdir()):
+            if child.name.startswith((".", "_")) or not (child.suffix == ".py" or child.is_dir()):
+                continue
+            try:
+                modules.extend(_import_path(child, failures))
+            except Exception as error:  # noqa: BLE001 - one broken file does not stop the others
+                failures.append((str(child), error))
         return modules
     return [_import_by_name(path)]
 
@@ -442,10 +463,13 @@ def _import_by_name(path: Path) -> ModuleType:
     return importlib.import_module(".".join(parts))
 
 
-def _submodules(module: ModuleType) -> list[ModuleType]:
+def _submodules(module: ModuleType, failures: list[tuple[str, BaseException]]) -> list[ModuleType]:
     if not hasattr(module, "__path__"):
         return []
-    return [
-        importlib.import_module(info.name)
-        for info in pkgutil.walk_packages(module.__path__, prefix=module.__name__ + ".")
-    ]
+    modules = []
+    for info in pkgutil.walk_packages(module.__path__, prefix=module.__name__ + ".", onerror=lambda name: None):
+        try:
+            modules.append(importlib.import_module(info.name))
+        except Exception as error:  # noqa: BLE001 - one broken module does not stop the others
+            failures.append((info.name, error))
+    return modules
