@@ -244,7 +244,7 @@ def test_bare_decorator_explained():
     assert "@vjpcheck.rule needs a signature: write @vjpcheck.rule('(n)->(n)') above double" in str(info.value)
 
 
-def test_nondiff_argnums_rejected(registry):
+def test_nondiff_argnums_need_static_specs(registry):
     import functools
 
     import jax
@@ -256,7 +256,22 @@ def test_nondiff_argnums_rejected(registry):
     scale.defvjp(lambda x, factor: (factor * x, None), lambda factor, res, g: (factor * g,))
     with pytest.raises(vc.InvalidSpec) as info:
         vc.register(scale, "(n)->(n)", registry=registry)
-    assert "has nondiff_argnums=(1,), which vjpcheck does not support yet" in str(info.value)
+    assert "has nondiff_argnums=(1,), so vjpcheck needs a vjpcheck.static(strategy) spec for exactly those arguments (['factor'])" in str(info.value)
+
+
+def test_static_array_draw_explained(registry):
+    rule = vc.rule("(n)->(n)", specs={"k": vc.static(st.just(np.ones(2)))}, registry=registry)(lambda x, k: x)
+    rule.vjp(lambda x, k, out, g: (g,))
+    message = error_message(rule, prop="structure")
+    assert "the static argument 'k' drew an array (ndarray of shape (2,))" in message
+    assert "list the argument in the signature instead." in message
+
+
+def test_static_unhashable_draw_explained(registry):
+    rule = vc.rule("(n)->(n)", specs={"k": vc.static(st.just([1, 2]))}, registry=registry)(lambda x, k: x)
+    rule.vjp(lambda x, k, out, g: (g,))
+    message = error_message(rule, prop="structure")
+    assert "the static argument 'k' drew [1, 2], which is not hashable" in message
 
 
 def test_output_shape_checked_before_backward(registry):

@@ -160,7 +160,7 @@ def test_signature_input_count_checked(registry):
         def double(x):
             return 2 * x
 
-    assert "declares 2 input(s), but the function takes (x)" in str(info.value)
+    assert "declares 2 array input(s), but the function takes (x)" in str(info.value)
 
 
 def test_unknown_spec_name_rejected(registry):
@@ -230,3 +230,63 @@ def test_describe_signature(registry):
 
     assert linear.describe_signature() == "linear(W(h,d), x(d), b(h)) -> (h)"
     assert linear.data_index == 1
+
+
+def make_leaky_relu(registry, negative_slope_grad):
+    from hypothesis import strategies as st
+
+    @vc.rule(
+        "(n)->(n)", specs={"slope": vc.static(st.sampled_from([0.01, 0.1, 0.3]))},
+        kinks=[0.0], registry=registry,
+    )
+    def leaky_relu(x, slope):
+        return jnp.where(x > 0, x, slope * x)
+
+    @leaky_relu.vjp
+    def _(x, slope, out, g):
+        return (jnp.where(x > 0, g, negative_slope_grad(slope) * g),)
+
+    return leaky_relu
+
+
+def test_static_argument_rule_passes(registry):
+    rule = make_leaky_relu(registry, lambda slope: slope)
+    assert rule.arg_names == ("x",)
+    assert rule.static_names == ["slope"]
+    report = vc.check(rule, properties=["matches_autodiff", "adjoint"], dtypes=["float32"], max_examples=15)
+    assert all(r.outcome == "passed" for r in report.results)
+
+
+def test_static_argument_rule_caught(registry):
+    rule = make_leaky_relu(registry, lambda slope: 1.0)
+    with pytest.raises(vc.RuleMismatch) as info:
+        vc.check(rule, properties=["matches_autodiff"], dtypes=["float32"], max_examples=30)
+    assert "; static arguments slope=" in str(info.value)
+
+
+def test_static_argument_uses_nondiff_argnums(registry):
+    rule = make_leaky_relu(registry, lambda slope: slope)
+    grad = jax.grad(lambda x: jnp.sum(rule(x, 0.1)))(jnp.array([-1.0, 2.0]))
+    np.testing.assert_allclose(grad, [0.1, 1.0])
+
+
+def test_bind_needs_every_static(registry):
+    rule = make_leaky_relu(registry, lambda slope: slope)
+    with pytest.raises(vc.InvalidSpec) as info:
+        rule.bind()
+    assert "bind() needs exactly the static arguments ['slope'], got []." in str(info.value)
+
+
+def test_register_custom_vjp_with_static(registry):
+    import functools
+
+    from hypothesis import strategies as st
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def scale(x, factor):
+        return factor * x
+
+    scale.defvjp(lambda x, factor: (factor * x, None), lambda factor, res, g: (factor * g,))
+    rule = vc.register(scale, "(n)->(n)", specs={"factor": vc.static(st.floats(0.5, 2.0))}, registry=registry)
+    report = vc.check(rule, properties=["structure", "matches_autodiff"], dtypes=["float32"], max_examples=10)
+    assert [r.outcome for r in report.results] == ["passed", "passed"]

@@ -44,6 +44,7 @@ _EXPORTS = {
     "index": "vjpcheck._specs",
     "positive": "vjpcheck._specs",
     "real": "vjpcheck._specs",
+    "static": "vjpcheck._specs",
 }
 
 if TYPE_CHECKING:
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     from vjpcheck._specs import index as index
     from vjpcheck._specs import positive as positive
     from vjpcheck._specs import real as real
+    from vjpcheck._specs import static as static
 
 __all__ = [
     "PROPERTIES",
@@ -89,6 +91,7 @@ __all__ = [
     "real",
     "register",
     "rule",
+    "static",
 ]
 
 

@@ -8,7 +8,7 @@ hand-written VJP in reverse order, and its reference composes the links' referen
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax.numpy as jnp
@@ -250,6 +250,11 @@ def _check_links(links: Sequence[Rule]) -> None:
                 f"{link.name!r} is a chain; pass its links instead, as in "
                 "chain(*first.links, next_rule)."
             )
+        if link.static_specs and not link.bound_statics:
+            raise InvalidSpec(
+                f"{link.name!r} has static arguments {link.static_names}; chain it with "
+                f"values bound, as in {link.name}.bind({link.static_names[0]}=...)."
+            )
         if link.missing:
             raise InvalidSpec(link.missing)
     for a, b in zip(links, links[1:]):
@@ -323,7 +328,9 @@ def cached_chain(links: tuple[Rule, ...]) -> Chain:
     return Chain(links)
 
 
-def draw_chain(data: DataObject, rule: Rule, pool: Sequence[Rule], max_links: int) -> Chain:
+def draw_chain(
+    data: DataObject, rule: Rule, pool: Sequence[Rule], max_links: int, bind: Callable[[Rule], Rule] = lambda r: r
+) -> Chain:
     """Draw a chain that contains ``rule`` (or all the links of a chain) and 1 to
     ``max_links - 1`` more rules, some before it and some after it."""
     links = list(rule.links) if isinstance(rule, Chain) else [rule]
@@ -348,4 +355,5 @@ def draw_chain(data: DataObject, rule: Rule, pool: Sequence[Rule], max_links: in
         added += 1
     if added == 0:
         raise InvalidSpec(describe_chain_search(rule, pool))
-    return cached_chain(tuple(links))
+    # Links with static arguments are drawn with values of their own.
+    return cached_chain(tuple(bind(link) for link in links))

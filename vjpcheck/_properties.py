@@ -53,6 +53,17 @@ class Property:
 # Shared steps
 
 
+def _bind(ctx: Context, data: DataObject, rule: Rule) -> Rule:
+    """Draw the rule's static arguments, if it has any, and return it bound to them."""
+    if not rule.static_specs:
+        return rule
+    values = {
+        rule.all_names[i]: data.draw(rule.static_specs[i].strategy, label=rule.all_names[i])
+        for i in sorted(rule.static_specs)
+    }
+    return rule.bind(**values)
+
+
 def _draw_example(ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0) -> Example:
     example = draw_example(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen)
     ctx.stats.last_example = [
@@ -71,6 +82,8 @@ def _require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np
 def _header(ctx: Context, rule: Rule, prop: Property, example: Example, extra: str = "") -> str:
     subject = ctx.rule
     inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
+    if rule.bound_statics:
+        inputs += f"; static arguments {rule.bound_statics}"
     header = failure_header(subject.name, subject.location, prop.name, prop.sentence, inputs)
     return header + (f"\n{extra}" if extra else "")
 
@@ -106,7 +119,8 @@ def _settle(ctx: Context, header: str, failures: list[str], worst: float, ambigu
         return
     if ambiguous:
         ctx.stats.discard("intermediate value at a kink")
-    hint = _kink_hint(ctx.rule, example) if example is not None else None
+    explained = any("Diagnosis:" in f and diagnosis.NO_PATTERN not in f for f in failures)
+    hint = _kink_hint(ctx.rule, example) if example is not None and not explained else None
     raise RuleMismatch("\n".join([header, *failures] + ([hint] if hint else [])))
 
 
@@ -228,20 +242,22 @@ def _blame(ctx: Context, pulled: kernels.Pullbacks, failures: list[str], ambiguo
 
 
 def _structure(ctx: Context, data: DataObject) -> None:
-    example = _draw_example(ctx, data, ctx.rule)
+    rule = _bind(ctx, data, ctx.rule)
+    example = _draw_example(ctx, data, rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
-    _require_structure(ctx, ctx.rule, example, cotangent, _header(ctx, ctx.rule, STRUCTURE, example))
+    _require_structure(ctx, rule, example, cotangent, _header(ctx, rule, STRUCTURE, example))
     ctx.stats.record(0.0)
 
 
 def _matches_autodiff(ctx: Context, data: DataObject) -> None:
-    example = _draw_example(ctx, data, ctx.rule)
+    rule = _bind(ctx, data, ctx.rule)
+    example = _draw_example(ctx, data, rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
-    _compare_with_autodiff(ctx, ctx.rule, example, cotangent, MATCHES_AUTODIFF)
+    _compare_with_autodiff(ctx, rule, example, cotangent, MATCHES_AUTODIFF)
 
 
 def _adjoint(ctx: Context, data: DataObject) -> None:
-    rule = ctx.rule
+    rule = _bind(ctx, data, ctx.rule)
     example = _draw_example(ctx, data, rule)
     tangents = draw_tangents(data, rule, example, ctx.dtype)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
@@ -347,7 +363,7 @@ def _matrix_inputs(rule: Rule) -> list[int]:
 
 
 def _flattening(ctx: Context, data: DataObject) -> None:
-    rule = ctx.rule
+    rule = _bind(ctx, data, ctx.rule)
     example = _draw_example(ctx, data, rule)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     header = _header(ctx, rule, FLATTENING, example)
@@ -377,14 +393,16 @@ def _flattening(ctx: Context, data: DataObject) -> None:
 
 
 def _stability(ctx: Context, data: DataObject) -> None:
-    rule = ctx.rule
+    rule = _bind(ctx, data, ctx.rule)
     example = _draw_example(ctx, data, rule, widen=STABILITY_WIDTH)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     _compare_with_autodiff(ctx, rule, example, cotangent, STABILITY, judge_overflow=True)
 
 
 def _composition(ctx: Context, data: DataObject) -> None:
-    chain = draw_chain(data, ctx.rule, _with_reference(ctx.pool), ctx.max_links)
+    chain = draw_chain(
+        data, ctx.rule, _with_reference(ctx.pool), ctx.max_links, bind=lambda link: _bind(ctx, data, link)
+    )
     example = _draw_example(ctx, data, chain)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     extra = f"Chain: {chain.name}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import difflib
 import inspect
 import math
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vjpcheck._errors import InvalidSpec
-from vjpcheck._specs import Index, Real, Signature, Spec, format_core_shape, to_spec
+from vjpcheck._specs import Index, Real, Signature, Spec, Static, format_core_shape, to_spec
 
 SUPPORTED_DTYPES = (
     np.dtype(np.float32),
@@ -163,8 +164,22 @@ class Rule:
             raise InvalidSpec(f"name={name!r}: a rule's name must be a non-empty string.")
         self.signature = signature if isinstance(signature, Signature) else Signature.parse(signature)
         self.location = location or _definition_site(primal)
-        self.arg_names = tuple(arg_names) if arg_names else self._infer_arg_names()
-        self.specs = self._build_specs(specs)
+        specs = dict(specs or {})
+        statics = {key: value for key, value in specs.items() if isinstance(value, Static)}
+        # Positions of the static arguments among all positional parameters; the array
+        # arguments are the others, in order, and the signature describes only them.
+        self.all_names = tuple(arg_names) if arg_names else self._infer_arg_names(len(statics))
+        unknown_statics = sorted(set(statics) - set(self.all_names))
+        if unknown_statics:
+            raise InvalidSpec(
+                f"rule {self.name!r}: static specs name {unknown_statics}, which are not "
+                f"parameters; the parameters are {list(self.all_names)}."
+            )
+        self.static_specs = {self.all_names.index(key): value for key, value in statics.items()}
+        self.arg_names = tuple(n for i, n in enumerate(self.all_names) if i not in self.static_specs)
+        self._static_values: tuple[Any, ...] = ()
+        self._bound: dict[Any, Rule] = {}
+        self.specs = self._build_specs({k: v for k, v in specs.items() if k not in statics})
         self.data_index = self._find_data_index(data)
         self.kinks = self._build_kinks(kinks)
         self.output_spec = output if output is not None else Real()
@@ -188,8 +203,8 @@ class Rule:
 
     # -- declaration -------------------------------------------------------------
 
-    def _infer_arg_names(self) -> tuple[str, ...]:
-        n_inputs = len(self.signature.inputs)
+    def _infer_arg_names(self, n_static: int = 0) -> tuple[str, ...]:
+        n_inputs = len(self.signature.inputs) + n_static
         try:
             parameters = list(inspect.signature(self.primal).parameters.values())
         except (TypeError, ValueError):
@@ -202,10 +217,12 @@ class Rule:
         required = [p for p in positional if p.default is p.empty]
         if len(required) > n_inputs or (len(positional) < n_inputs and not takes_varargs):
             names = ", ".join(p.name for p in positional) or "no positional parameters"
+            statics = f" and {n_static} static argument(s)" if n_static else ""
             raise InvalidSpec(
                 f"rule {self.name!r}: signature {self.signature.text!r} declares "
-                f"{n_inputs} input(s), but the function takes ({names}). Write one "
-                "parenthesised group per array argument."
+                f"{len(self.signature.inputs)} array input(s){statics}, but the function "
+                f"takes ({names}). Write one parenthesised group per array argument, and "
+                "give each static argument a vjpcheck.static(...) spec."
             )
         names = [p.name for p in positional[:n_inputs]]
         names += [f"arg{i}" for i in range(len(names), n_inputs)]
@@ -329,6 +346,13 @@ class Rule:
         self._build_function()
         return fn
 
+    @property
+    def bound_statics(self) -> str:
+        """The static values this rule is bound to, as "slope=0.1", or ""."""
+        if not self._static_values:
+            return ""
+        return ", ".join(f"{n}={v!r}" for n, v in zip(self.static_names, self._static_values))
+
     def defvjp(self, fwd: Callable, bwd: Callable, **options: Any) -> None:
         """Call ``defvjp`` on the wrapped `jax.custom_vjp`, for ``@rule`` stacked on one."""
         if self.kind != "custom_vjp":
@@ -347,22 +371,25 @@ class Rule:
             )
 
     def _build_function(self) -> None:
+        statics = tuple(sorted(self.static_specs))
         if self._vjp is not None:
             vjp, primal = self._vjp, self.primal
 
-            def fwd(*primals):
-                out = primal(*primals)
-                return out, (primals, out)
+            def fwd(*args):
+                out = primal(*args)
+                arrays = tuple(a for i, a in enumerate(args) if i not in self.static_specs)
+                return out, (arrays, out)
 
-            def bwd(residuals, g):
-                primals, out = residuals
-                return vjp(*primals, out, g)
+            def bwd(*args):
+                # JAX passes the static arguments first, then the residuals and g.
+                static_values, (arrays, out), g = args[: len(statics)], args[-2], args[-1]
+                return vjp(*_interleave(arrays, dict(zip(statics, static_values))), out, g)
 
         elif self._fwd is not None and self._bwd is not None:
             fwd, bwd = self._fwd, self._bwd
         else:
             return
-        function = jax.custom_vjp(self.primal)
+        function = jax.custom_vjp(self.primal, nondiff_argnums=statics)
         function.defvjp(fwd, bwd)
         self.function = function
 
@@ -392,17 +419,69 @@ class Rule:
         """
         if self.missing:
             raise InvalidSpec(self.missing)
+        if self.static_specs and not self._static_values:
+            raise InvalidSpec(
+                f"rule {self.name!r} has static arguments {self.static_names}; bind values "
+                f"first, as in {self.name}.bind({self.static_names[0]}=...)."
+            )
+        statics = self._static_values
+        full = self._full(primals)
         if self._vjp is not None:
-            out = self.primal(*primals)
-            return out, lambda g: self._vjp(*primals, out, g)
+            out = self.primal(*full)
+            return out, lambda g: self._vjp(*full, out, g)
         if self._fwd is not None:
-            out, residuals = self._fwd(*primals)
-            return out, lambda g: self._bwd(residuals, g)
+            out, residuals = self._fwd(*full)
+            return out, lambda g: self._bwd(*statics, residuals, g)
         if isinstance(self.primal, jax.custom_vjp) and not self.primal.symbolic_zeros:
-            out, residuals = self.primal.fwd(*primals)
-            return out, lambda g: self.primal.bwd(residuals, g)
-        out, pullback = jax.vjp(self.primal, *primals)
+            out, residuals = self.primal.fwd(*full)
+            return out, lambda g: self.primal.bwd(*statics, residuals, g)
+        out, pullback = jax.vjp(lambda *arrays: self.primal(*self._full(arrays)), *primals)
         return out, pullback
+
+    # -- static arguments --------------------------------------------------------
+
+    @property
+    def static_names(self) -> list[str]:
+        return [self.all_names[i] for i in sorted(self.static_specs)]
+
+    def _full(self, arrays: Sequence[Any]) -> tuple[Any, ...]:
+        """Return all arguments: the array arguments with the bound static values."""
+        if not self._static_values:
+            return tuple(arrays)
+        return _interleave(arrays, dict(zip(sorted(self.static_specs), self._static_values)))
+
+    def bind(self, **values: Any) -> Rule:
+        """Return this rule with its static arguments fixed, checked as a rule of arrays.
+
+        >>> # leaky = leaky_relu.bind(slope=0.1)
+        """
+        if not self.static_specs:
+            if values:
+                raise InvalidSpec(f"rule {self.name!r} has no static arguments to bind.")
+            return self
+        names = self.static_names
+        if sorted(values) != sorted(names):
+            raise InvalidSpec(
+                f"rule {self.name!r}: bind() needs exactly the static arguments {names}, "
+                f"got {sorted(values)}."
+            )
+        ordered = tuple(
+            self.static_specs[i].checked(self.all_names[i], values[self.all_names[i]])
+            for i in sorted(self.static_specs)
+        )
+        if ordered not in self._bound:
+            self._bound[ordered] = self._bound_copy(ordered)
+        return self._bound[ordered]
+
+    def _bound_copy(self, ordered: tuple[Any, ...]) -> Rule:
+        bound = copy.copy(self)
+        bound._static_values = ordered
+        bound._bound = {}
+        reference, function = self.reference, self.function
+        if reference is not None:
+            bound.reference = lambda *arrays: reference(*bound._full(arrays))
+        bound.function = lambda *arrays: function(*bound._full(arrays))
+        return bound
 
     # -- conveniences ------------------------------------------------------------
 
@@ -465,6 +544,7 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
         if isinstance(fn, jax.custom_vjp):
+            _check_nondiff(fn, options)
             return Rule(fn, signature, kind="custom_vjp", **options)
         if isinstance(fn, jax.custom_jvp):
             return Rule(fn, signature, kind="autodiff", **options)
@@ -507,13 +587,8 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
         if not callable(fn):
             raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
-        if getattr(fn, "nondiff_argnums", ()):
-            raise InvalidSpec(
-                f"{getattr(fn, '__name__', fn)!r} has nondiff_argnums={fn.nondiff_argnums}, "
-                "which vjpcheck does not support yet. Register a function of the array "
-                "arguments alone, such as functools.partial(fn, axis=-1) or a lambda."
-            )
         kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
+        _check_nondiff(fn, options)
         return Rule(fn, signature, kind=kind, **options)
 
     name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
@@ -539,6 +614,41 @@ def _check_options(options: Mapping[str, Any], where: str) -> None:
             f"{where}() got an unknown option {key!r}.{suggestion} The options are "
             f"{', '.join(_OPTIONS)}."
         )
+
+
+def _check_nondiff(fn: Any, options: Mapping[str, Any]) -> None:
+    """Require a static spec for each of a custom rule's nondiff_argnums, and no other."""
+    nondiff = tuple(sorted(getattr(fn, "nondiff_argnums", ()) or ()))
+    try:
+        params = list(inspect.signature(getattr(fn, "fun", fn)).parameters)
+    except (TypeError, ValueError):
+        return
+    statics = sorted(
+        params.index(name) for name, spec in (options.get("specs") or {}).items()
+        if isinstance(spec, Static) and name in params
+    )
+    if tuple(statics) == nondiff:
+        return
+    name = options.get("name") or getattr(fn, "__name__", repr(fn))
+    if not nondiff:
+        raise InvalidSpec(
+            f"{name!r} has static specs for {[params[i] for i in statics]} but no "
+            "nondiff_argnums; declare them as nondiff_argnums in jax.custom_vjp."
+        )
+    names = [params[i] if i < len(params) else f"argument {i}" for i in nondiff]
+    raise InvalidSpec(
+        f"{name!r} has nondiff_argnums={nondiff}, so vjpcheck needs a "
+        f"vjpcheck.static(strategy) spec for exactly those arguments ({names}), "
+        f"as in specs={{{names[0]!r}: vjpcheck.static(st.just(...))}}."
+    )
+
+
+def _interleave(arrays: Sequence[Any], statics: Mapping[int, Any]) -> tuple[Any, ...]:
+    """Return the arguments in order, with ``statics`` at their positions."""
+    result, remaining = [], iter(arrays)
+    for position in range(len(arrays) + len(statics)):
+        result.append(statics[position] if position in statics else next(remaining))
+    return tuple(result)
 
 
 def _normalise_dtypes(dtypes: Sequence[Any] | None, name: str) -> tuple[np.dtype, ...]:

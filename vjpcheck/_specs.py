@@ -279,6 +279,49 @@ class ArrayStrategy(Spec):
         return strategy
 
 
+@dataclasses.dataclass(frozen=True)
+class Static(Spec):
+    """A non-differentiable Python value (a slope, an axis, a flag) drawn from a strategy.
+
+    The op receives it as a static argument (``nondiff_argnums`` in JAX's terms), and
+    the signature does not list it.
+    """
+
+    strategy: SearchStrategy
+    kind = "static"
+
+    def checked(self, name: str, value: Any) -> Any:
+        """Return ``value`` if it can be a static argument, else raise InvalidSpec."""
+        if hasattr(value, "shape") and hasattr(value, "dtype"):
+            raise InvalidSpec(
+                f"the static argument {name!r} drew an array ({type(value).__name__} of shape "
+                f"{tuple(value.shape)}). Static arguments take Python values such as floats, "
+                "ints or tuples; to draw an array, list the argument in the signature instead."
+            )
+        try:
+            hash(value)
+        except TypeError:
+            raise InvalidSpec(
+                f"the static argument {name!r} drew {value!r}, which is not hashable; JAX "
+                "compiles once per static value, so draw tuples instead of lists."
+            ) from None
+        return value
+
+
+def static(strategy: SearchStrategy) -> Static:
+    """Spec for a static, non-differentiable argument drawn from a Hypothesis strategy.
+
+    >>> from hypothesis import strategies as st
+    >>> slope = static(st.sampled_from([0.01, 0.1, 0.3]))
+    """
+    if not isinstance(strategy, SearchStrategy):
+        raise InvalidSpec(
+            f"static({strategy!r}): pass a Hypothesis strategy of Python values, such as "
+            "st.floats(0.01, 0.3) or st.sampled_from([-1, 0])."
+        )
+    return Static(strategy)
+
+
 def real(min_value: float = -10.0, max_value: float = 10.0) -> Real:
     """Spec for real-valued arrays drawn from ``[min_value, max_value]``.
 
