@@ -1,0 +1,212 @@
+"""Steps that the properties share: bind static arguments, draw, check the structure,
+evaluate, judge, and settle an example as passed, failed or discarded."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+from hypothesis.strategies import DataObject
+
+from vjpcheck import _diagnosis as diagnosis
+from vjpcheck import _judging as judging
+from vjpcheck import _kernels as kernels
+from vjpcheck import _numerics as num
+from vjpcheck._chains import Chain
+from vjpcheck._context import Context
+from vjpcheck._errors import RuleMismatch
+from vjpcheck._report import describe_inputs, failure_header
+from vjpcheck._rules import Rule
+from vjpcheck._strategies import Example
+from vjpcheck._strategies import draw_example as draw_primals
+
+
+class Named(Protocol):
+    """A property, as failure headers need it."""
+
+    name: str
+    sentence: str
+
+
+def bind(ctx: Context, data: DataObject, rule: Rule) -> Rule:
+    """Draw the rule's static arguments, if it has any, and return it bound to them."""
+    if not rule.static_specs:
+        return rule
+    values = {
+        rule.all_names[i]: data.draw(rule.static_specs[i].strategy, label=rule.all_names[i])
+        for i in sorted(rule.static_specs)
+    }
+    return rule.bind(**values)
+
+
+def draw_example(ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0) -> Example:
+    example = draw_primals(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen)
+    ctx.stats.last_example = [
+        f"{name} = {np.array2string(np.asarray(value), threshold=20)}"
+        for name, value in zip(rule.arg_names, example.primals)
+    ]
+    return example
+
+
+def require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: str) -> None:
+    problems = kernels.structure_problems(rule, example.primals, cotangent, ctx.dtype, example.output_shape)
+    if problems:
+        raise RuleMismatch(header + "\n" + "\n".join(problems))
+
+
+def heading(ctx: Context, rule: Rule, prop: Named, example: Example, extra: str = "") -> str:
+    subject = ctx.rule
+    inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
+    if rule.bound_statics:
+        inputs += f"; static arguments {rule.bound_statics}"
+    header = failure_header(subject.name, subject.location, prop.name, prop.sentence, inputs)
+    return header + (f"\n{extra}" if extra else "")
+
+
+def pullbacks(
+    ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, judge_overflow: bool = False
+) -> kernels.Pullbacks:
+    """Evaluate the rule and the oracles, discarding examples that cannot be judged.
+
+    The derivative is undefined where the op's output is not finite (a singular
+    matrix, say), and the truth cannot be trusted where it overflowed. Unless
+    ``judge_overflow`` is set, an example where JAX's own autodiff of the reference
+    overflows in the dtype is discarded too: the dtype cannot differentiate there, and
+    the ``stability`` property is the one that asks the rule to.
+    """
+    pulled = kernels.pullbacks(rule, ctx.dtype, example.primals, cotangent)
+    if not judging.is_finite([pulled.output]):
+        ctx.stats.discard(f"op output not finite in {ctx.dtype.name}")
+    if pulled.truth_overflowed:
+        ctx.stats.discard("reference overflowed in float64")
+    if not judging.is_finite(pulled.expected):
+        ctx.stats.discard("reference cotangent not finite")
+    if not judge_overflow and not judging.is_finite(pulled.autodiff):
+        ctx.stats.discard(f"JAX's own {num.autodiff_dtype(ctx.dtype).name} autodiff not finite")
+    return pulled
+
+
+def settle(ctx: Context, header: str, failures: list[str], worst: float, ambiguous: bool, example: Example | None = None) -> None:
+    """Record a passing example, or fail the rule, or discard an example that a kink
+    makes ambiguous: there the rule and the reference may rightly differ."""
+    if not failures:
+        ctx.stats.record(worst)
+        return
+    if ambiguous:
+        ctx.stats.discard("intermediate value at a kink")
+    explained = any("Diagnosis:" in f and diagnosis.NO_PATTERN not in f for f in failures)
+    hint = kink_hint(ctx.rule, example) if example is not None and not explained else None
+    raise RuleMismatch("\n".join([header, *failures] + ([hint] if hint else [])))
+
+
+def kink_hint(rule: Rule, example: Example) -> str | None:
+    # Only for elementwise-looking ops (data input and output share a core shape),
+    # where an exact 0 input is the usual kink.
+    data = rule.data_index
+    elementwise = rule.signature.inputs[data] == rule.signature.output
+    if rule.kinks or not elementwise or not np.any(np.asarray(example.primals[data]) == 0):
+        return None
+    return (
+        "Hint: an input is exactly 0. If the op is not differentiable there (ReLU, abs, "
+        "max), declare the point with kinks=[0.0], and vjpcheck keeps inputs away from it."
+    )
+
+
+def diagnoser(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, pulled: kernels.Pullbacks):
+    """Return diagnose(i, obtained, expected) for the rule's mismatching inputs.
+
+    The evidence that costs a kernel call (an all-ones cotangent's truth, the
+    Jacobian's diagonal) is computed on the first mismatch only.
+    """
+    if isinstance(rule, Chain) or rule.reference is None:
+        return None
+    with num.truth_mode():
+        high = tuple(num.cast_floats(example.primals, np.float64))
+        u = np.asarray(cotangent, np.float64)
+    cache: dict[str, Any] = {}
+
+    def for_ones() -> list[Any]:
+        if "ones" not in cache:
+            ones = np.ones_like(u)
+            with num.truth_mode():
+                (_, cache["ones"]), _, _ = kernels.truth_pullback(rule)(
+                    high, tuple(map(kernels.exact_size, high)), ones, kernels.exact_size(ones)
+                )
+        return cache["ones"]
+
+    def diagnose(i: int, obtained: np.ndarray, expected: np.ndarray) -> str:
+        position = rule.float_inputs.index(i)
+        names = [rule.arg_names[j] for j in rule.float_inputs]
+        others = {
+            names[k]: np.asarray(value, np.float64)
+            for k, value in enumerate(pulled.expected) if k != position and np.shape(value) == np.shape(expected)
+        }
+        diagonal = None
+        if np.size(high[i]) == np.size(u) and np.size(u) > 1:
+            with num.truth_mode():
+                diagonal = np.asarray(kernels.diagonal_kernel(rule, i)(high, u), np.float64)
+        evidence = diagnosis.Evidence(
+            name=rule.arg_names[i],
+            obtained=np.asarray(obtained, np.float64),
+            expected=expected,
+            others=others,
+            for_ones=np.asarray(for_ones()[position], np.float64),
+            diagonal_only=diagonal,
+            sizes=example.sizes,
+            cotangent=u,
+        )
+        return diagnosis.diagnose(evidence)
+
+    return diagnose
+
+
+def compare_with_autodiff(
+    ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, prop: Named,
+    extra: str = "", judge_overflow: bool = False,
+) -> kernels.Pullbacks:
+    """Check the op's output and every cotangent against the reference's.
+
+    Raises RuleMismatch, or discards the example, and returns the pullbacks otherwise.
+    """
+    header = heading(ctx, rule, prop, example, extra)
+    require_structure(ctx, rule, example, cotangent, header)
+    pulled = pullbacks(ctx, rule, example, cotangent, judge_overflow)
+    ambiguous = judging.at_kink(pulled)
+    output_text, output_ratio = judging.output_failure(ctx, pulled)
+    failures, worst = judging.cotangent_failures(
+        ctx, rule, pulled.obtained, pulled.expected, pulled.scales(),
+        None if ambiguous else pulled.autodiff, rule.float_inputs,
+        diagnose=diagnoser(ctx, rule, example, cotangent, pulled),
+    )
+    if output_text:
+        failures.insert(0, output_text)
+    if failures and isinstance(rule, Chain):
+        failures, ambiguous = blame(ctx, pulled, failures, ambiguous)
+    settle(ctx, header, failures, max(worst, output_ratio), ambiguous, example)
+    return pulled
+
+
+def blame(ctx: Context, pulled: kernels.Pullbacks, failures: list[str], ambiguous: bool) -> tuple[list[str], bool]:
+    """Find the link of a failing chain that is wrong.
+
+    A link is judged where it stood in the chain, with the inputs and cotangent it
+    received; a link whose own data input sat on one of its kinks cannot be judged.
+    When the wrong link is a partner of the rule under test, the example is discarded;
+    when it is the rule, the failure stands even if a later kink made the chain's
+    result ambiguous. Returns the failure texts and whether the example is ambiguous.
+    """
+    blamed = judging.blame_links(ctx, pulled)
+    own = set(getattr(ctx.rule, "links", (ctx.rule,)))
+    mine = [text for trace, text in blamed if trace.link in own]
+    if mine:
+        return mine + failures, False
+    if blamed:
+        names = ", ".join(sorted({repr(trace.link.name) for trace, _ in blamed}))
+        ctx.stats.discard(f"a partner rule in the chain is wrong: {names}")
+    if ambiguous:
+        return failures, True
+    return failures + [
+        "Each link agrees with its own reference at the inputs it received, so the "
+        "disagreement comes from composing them: check that each link's op returns what "
+        "its reference returns."
+    ], False
