@@ -379,7 +379,7 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
 
 
 def _timeout_message(ctx: Context, name: str, timeout: float) -> str:
-    example = "\n".join(f"  {line}" for line in ctx.stats.last_example) or "  (not drawn yet)"
+    example = "\n".join(f"  {line}" for line in ctx.stats.describe_current()) or "  (not drawn yet)"
     return (
         f"Rule {ctx.rule.name!r} ({ctx.rule.location}): one example of property {name!r} in "
         f"{ctx.dtype.name} ran for more than the time limit of {timeout:g} s and was stopped. "

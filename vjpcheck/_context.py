@@ -20,9 +20,16 @@ class Stats:
     examples: int = 0
     discarded: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     worst_ratio: float = 0.0
-    # "name = value" lines for the example being run, for reports on examples that
-    # never finish.
-    last_example: list[str] = dataclasses.field(default_factory=list)
+    # The example being run, as (argument names, primals), for reports on examples
+    # that never finish; formatted only then.
+    current: tuple[Sequence[str], Sequence[object]] | None = None
+
+    def describe_current(self) -> list[str]:
+        """Return "name = value" lines for the example being run."""
+        if self.current is None:
+            return []
+        names, primals = self.current
+        return [f"{name} = {np.array2string(np.asarray(value), threshold=20)}" for name, value in zip(names, primals)]
 
     def record(self, ratio: float) -> None:
         self.examples += 1

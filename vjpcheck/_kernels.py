@@ -145,15 +145,13 @@ def autodiff_forward(rule: Rule) -> Callable:
 def adjoint_kernel(rule: Rule) -> Callable:
     """Jitted, in float64: both oracles' sides of the adjoint identity."""
     reference = rule.reference
-    function = reference if reference is not None else rule.primal
+    function = reference if reference is not None else rule.call_primal
     argnums = rule.float_inputs
 
     def run(primals, tangents, cotangent, step):
+        steps = step * jnp.asarray(num.FD_SHRINKS, cotangent.dtype)
         result = {
-            "fd": jnp.stack([
-                num.directional_difference(function, primals, tangents, argnums, cotangent, step * shrink)
-                for shrink in num.FD_SHRINKS
-            ]),
+            "fd": num.directional_differences(function, primals, tangents, argnums, cotangent, steps),
             "rounding": num.difference_rounding(function, primals, tangents, argnums, cotangent, step),
         }
         if reference is not None:

@@ -20,6 +20,7 @@ forward error analysis, to first order in eps. Exact inputs start at m = 0.
 - The own rounding of an operation, |v| above, also counts the error of an underflow
   to zero, smallest_normal / eps. A result that is later multiplied by a large number
   keeps that error in view.
+- A bound that overflows stays infinite: the error of that value is unknown.
 
 The interpreter runs inside `jax.jit`, so it costs about one extra pass over the same
 operations and is compiled with the kernel that calls it.
@@ -94,7 +95,8 @@ def evaluate_with_overflow(fn: Callable, args: Sequence[Any], magnitudes: Sequen
 
     The flag is a boolean array that is true when some operation turned finite inputs
     into an infinite or NaN value, even if later operations made the result finite
-    again (x / inf == 0): such a result is not to be trusted.
+    again (x / inf == 0), or when a finite value's error bound overflowed: such a
+    result is not to be trusted.
     """
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
     flat_args = jax.tree_util.tree_leaves(list(args))
@@ -152,6 +154,7 @@ def _eval_jaxpr(jaxpr, consts, args, magnitudes, overflows: list[Any]) -> tuple[
             outs = list(outs) if eqn.primitive.multiple_results else [outs]
             out_mags = _magnitudes_of(eqn, subfuns, params, inputs, outs)
             overflows.append(_overflowed(values, outs))
+            overflows.append(_unbounded(outs, out_mags))
         for var, value, magnitude in zip(eqn.outvars, outs, out_mags):
             write(var, value, magnitude)
 
@@ -168,6 +171,15 @@ def _overflowed(values: Sequence[Any], outs: Sequence[Any]) -> Any:
     inputs_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in float_ins])) if float_ins else True
     outputs_finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(o)) for o in float_outs]))
     return jnp.logical_and(inputs_finite, jnp.logical_not(outputs_finite))
+
+
+def _unbounded(outs: Sequence[Any], mags: Sequence[Any]) -> Any:
+    """Return whether a finite value's error bound overflowed, which leaves it unknown."""
+    flags = [
+        jnp.any(jnp.isfinite(o) & ~jnp.isfinite(m))
+        for o, m in zip(outs, mags) if m is not None and _is_float(o)
+    ]
+    return jnp.any(jnp.stack(flags)) if flags else jnp.bool_(False)
 
 
 def _bind_params(eqn) -> tuple[list[Any], dict[str, Any]]:
@@ -238,9 +250,8 @@ def _magnitudes_of(eqn, subfuns, params, inputs, outs) -> list[Any]:
         if propagated is None:
             return sizes
         total = [p + s for p, s in zip(propagated, sizes)]
-    total = [t.astype(s.dtype) for t, s in zip(total, sizes)]
-    # Where the bound overflowed or became NaN, fall back to the value's own size.
-    return [jnp.where(jnp.isfinite(t), t, s) for t, s in zip(total, sizes)]
+    # Where the bound overflowed it stays infinite: nothing is known about the error.
+    return [t.astype(s.dtype) for t, s in zip(total, sizes)]
 
 
 def _through_each_operand(bind, inputs) -> list[Any]:

@@ -444,6 +444,10 @@ class Rule:
     def static_names(self) -> list[str]:
         return [self.all_names[i] for i in sorted(self.static_specs)]
 
+    def call_primal(self, *arrays: Any) -> Any:
+        """Call the op on the array arguments, with the bound static values."""
+        return self.primal(*self._full(arrays))
+
     def _full(self, arrays: Sequence[Any]) -> tuple[Any, ...]:
         """Return all arguments: the array arguments with the bound static values."""
         if not self._static_values:

@@ -3,6 +3,7 @@ evaluate, judge, and settle an example as passed, failed or discarded."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,20 +42,27 @@ def bind(ctx: Context, data: DataObject, rule: Rule) -> Rule:
 
 def draw_example(ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0) -> Example:
     example = draw_primals(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen)
-    ctx.stats.last_example = [
-        f"{name} = {np.array2string(np.asarray(value), threshold=20)}"
-        for name, value in zip(rule.arg_names, example.primals)
-    ]
+    ctx.stats.current = (rule.arg_names, example.primals)
     return example
 
 
-def require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: str) -> None:
+Header = Callable[[], str]
+
+
+def require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: Header) -> None:
     problems = kernels.structure_problems(rule, example.primals, cotangent, ctx.dtype, example.output_shape)
     if problems:
-        raise RuleMismatch(header + "\n" + "\n".join(problems))
+        raise RuleMismatch(header() + "\n" + "\n".join(problems))
 
 
-def heading(ctx: Context, rule: Rule, prop: Named, example: Example, extra: str = "") -> str:
+def heading(ctx: Context, rule: Rule, prop: Named, example: Example, extra: str = "") -> Header:
+    """Return a function that writes the failure report's first lines.
+
+    Passing examples never need them, so they are written only on a failure."""
+    return lambda: _heading(ctx, rule, prop, example, extra)
+
+
+def _heading(ctx: Context, rule: Rule, prop: Named, example: Example, extra: str = "") -> str:
     subject = ctx.rule
     inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
     if rule.bound_statics:
@@ -86,7 +94,7 @@ def pullbacks(
     return pulled
 
 
-def settle(ctx: Context, header: str, failures: list[str], worst: float, ambiguous: bool, example: Example | None = None) -> None:
+def settle(ctx: Context, header: Header, failures: list[str], worst: float, ambiguous: bool, example: Example | None = None) -> None:
     """Record a passing example, or fail the rule, or discard an example that a kink
     makes ambiguous: there the rule and the reference may rightly differ."""
     if not failures:
@@ -96,7 +104,7 @@ def settle(ctx: Context, header: str, failures: list[str], worst: float, ambiguo
         ctx.stats.discard("intermediate value at a kink")
     explained = any("Diagnosis:" in f and diagnosis.NO_PATTERN not in f for f in failures)
     hint = kink_hint(ctx.rule, example) if example is not None and not explained else None
-    raise RuleMismatch("\n".join([header, *failures] + ([hint] if hint else [])))
+    raise RuleMismatch("\n".join([header(), *failures] + ([hint] if hint else [])))
 
 
 def kink_hint(rule: Rule, example: Example) -> str | None:
