@@ -21,6 +21,7 @@ import vjpcheck as vc
 @vc.rule(
     "(n),()->()",
     specs={"p": vc.positive(0.01, 1.0), "label": vc.index("n")},
+    second_order=True,
 )
 def cross_entropy(p, label):
     """Return -log(p[label])."""

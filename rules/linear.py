@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import vjpcheck as vc
 
 
-@vc.rule("(h,d),(d),(h)->(h)", data="x")
+@vc.rule("(h,d),(d),(h)->(h)", data="x", second_order=True)
 def linear(W, x, b):
     """Return W @ x + b for W of shape (h, d), x of shape (d,) and b of shape (h,)."""
     return W @ x + b

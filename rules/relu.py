@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import vjpcheck as vc
 
 
-@vc.rule("(n)->(n)", kinks=[0.0])
+@vc.rule("(n)->(n)", kinks=[0.0], second_order=True)
 def relu(x):
     """Return max(x, 0) elementwise."""
     return jnp.maximum(x, 0.0)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import vjpcheck as vc
 
 
-@vc.rule("(n)->(n)", output=vc.positive())
+@vc.rule("(n)->(n)", output=vc.positive(), second_order=True)
 def softmax(x):
     """Return the softmax of the vector x."""
     shifted = jnp.exp(x - jnp.max(x))

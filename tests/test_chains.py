@@ -115,6 +115,10 @@ def test_registered_chain_passes_check(layers, registry):
         "flattening": "passed",
         "stability": "passed",
         "composition": "passed",
+        "linearity": "passed",
+        "transforms": "passed",
+        "determinism": "passed",
+        "second_order": "not applicable",
     }
 
 

@@ -7,6 +7,7 @@ catches the mistake.
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import vjpcheck as vc
@@ -466,7 +467,124 @@ def test_composition_discards_kink_disagreement(registry):
         return g, -g
 
     make_relu(registry, lambda x, out, g: jnp.where(x >= 0, g, 0.0))
-    report = check_one(difference, "composition", max_examples=60)
+    report = check_one(difference, "composition", max_examples=200)
     result = report.results[0]
     assert result.outcome == "passed"
     assert result.discarded["intermediate value at a kink"] > 0
+
+
+def test_at_kink_sees_split_sides():
+    from vjpcheck._judging import at_kink
+    from vjpcheck._kernels import KinkValue, Pullbacks
+
+    pulled = Pullbacks([], [], kinks=[KinkValue(values=(np.array([1e-9]), np.array([1e-9]), np.array([-1e-9])), kinks=(0.0,))])
+    assert at_kink(pulled)
+
+
+def test_at_kink_sees_exact_kink():
+    from vjpcheck._judging import at_kink
+    from vjpcheck._kernels import KinkValue, Pullbacks
+
+    pulled = Pullbacks([], [], kinks=[KinkValue(values=(np.array([0.0, 2.0]),) * 3, kinks=(0.0,))])
+    assert at_kink(pulled)
+
+
+def test_at_kink_ignores_same_side():
+    from vjpcheck._judging import at_kink
+    from vjpcheck._kernels import KinkValue, Pullbacks
+
+    pulled = Pullbacks([], [], kinks=[KinkValue(values=(np.array([0.5, -2.0]),) * 3, kinks=(0.0,))])
+    assert not at_kink(pulled)
+
+# ----------------------------------------------------------------------------------
+# linearity, transforms, determinism, second_order
+
+
+def make_scale(registry, backward, **options):
+    @vc.rule("(n)->(n)", registry=registry, name="scale", **options)
+    def scale(x):
+        return 3 * x
+
+    @scale.vjp
+    def _(x, out, g):
+        return (backward(x, g),)
+
+    return scale
+
+
+def test_linearity_passes_linear_rule(registry):
+    check_one(make_scale(registry, lambda x, g: 3 * g), "linearity")
+
+
+def test_linearity_catches_offset(registry):
+    text = failure_text(make_scale(registry, lambda x, g: 3 * g + 0.5), "linearity")
+    assert "bwd(a U + b V) against a bwd(U) + b bwd(V), cotangent for 'x' (input 0)" in text
+    assert "bwd(0), cotangent for 'x' (input 0)" in text
+
+
+def test_linearity_catches_nonlinear_cotangent(registry):
+    text = failure_text(make_scale(registry, lambda x, g: 3 * g * jnp.abs(g)), "linearity")
+    assert "bwd(a U + b V) against a bwd(U) + b bwd(V)" in text
+
+
+def make_counting(registry):
+    calls = [0]
+
+    def backward(x, g):
+        calls[0] += 1
+        return 3 * g * calls[0]
+
+    return make_scale(registry, backward)
+
+
+def test_transforms_passes_pure_rule(registry):
+    check_one(make_scale(registry, lambda x, g: 3 * g), "transforms")
+
+
+def test_transforms_catches_python_state(registry):
+    # The counter's value is baked in when JAX traces the rule, so the eager, jitted
+    # and vmapped results differ; which comparison shows it first depends on the draw.
+    text = failure_text(make_counting(registry), "transforms")
+    assert "failed property 'transforms'" in text
+    assert ("Eagerly against under jax.jit" in text) or ("Under jax.vmap" in text)
+
+
+def test_determinism_passes_pure_rule(registry):
+    check_one(make_scale(registry, lambda x, g: 3 * g), "determinism")
+
+
+def test_determinism_catches_python_state(registry):
+    text = failure_text(make_counting(registry), "determinism")
+    assert "Two calls of bwd on the same residuals, cotangent for 'x' (input 0): the two calls differ" in text
+
+
+def test_second_order_passes_differentiable_rule(registry):
+    rule = make_scale(registry, lambda x, g: 3 * g, second_order=True)
+    check_one(rule, "second_order")
+
+
+def test_second_order_catches_stop_gradient(registry):
+    import jax
+
+    @vc.rule("(n)->(n)", registry=registry, second_order=True, name="cube")
+    def cube(x):
+        return x**3
+
+    @cube.vjp
+    def _(x, out, g):
+        return (3 * jax.lax.stop_gradient(x) ** 2 * g,)
+
+    check_one(cube, "matches_autodiff")
+    text = failure_text(cube, "second_order")
+    assert "Second-order cotangent for 'x' (input 0)" in text
+
+
+def test_second_order_needs_declaration(registry):
+    report = check_one(make_scale(registry, lambda x, g: 3 * g), "second_order")
+    assert report.results[0].outcome == "not applicable"
+    assert report.results[0].message == "the rule does not declare second_order=True"
+
+
+def test_adjoint_names_wrong_input(registry):
+    text = failure_text(make_product(registry, lambda x, y, g: (g * (y + 1), -g * x)), "adjoint")
+    assert "Checked one input at a time, the identity fails for 'y'." in text

@@ -170,6 +170,7 @@ class Chain(Rule):
             registry=registry if registry is not None else Registry(),
             location=location or links[0].location,
             arg_names=arg_names,
+            second_order=all(link.second_order for link in links),
         )
         self.function = self._compose_function
 

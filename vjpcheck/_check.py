@@ -263,7 +263,7 @@ def run_property(rule: Rule, name: str, *, dtypes: Sequence[np.dtype], pool: Seq
         stats = Stats()
         ctx = Context(
             rule=rule, dtype=dtype, shapes=options.shapes, rtol=options.rtol,
-            atol=options.atol, pool=pool, max_links=options.max_links, stats=stats,
+            atol=options.atol, pool=pool, max_links=options.max_links, stats=stats, prop=prop,
         )
         outcome, message, exception = _run_hypothesis(ctx, name, options)
         result.examples += stats.examples

@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 import hypothesis
 import numpy as np
@@ -55,3 +56,5 @@ class Context:
     pool: Sequence[Rule]
     max_links: int
     stats: Stats
+    # The property being run, for failure headers (name and sentence).
+    prop: Any = None

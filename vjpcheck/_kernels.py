@@ -44,7 +44,7 @@ def restrict(fn: Callable, primals: Sequence[Any], argnums: Sequence[int]) -> Ca
     return restricted
 
 
-def _float_cotangents(rule: Rule, returned: Sequence[Any], primals: Sequence[Any]) -> list[Any]:
+def float_cotangents(rule: Rule, returned: Sequence[Any], primals: Sequence[Any]) -> list[Any]:
     # None is JAX's symbolic zero, so it stands for a zero cotangent.
     return [
         jnp.zeros_like(primals[i]) if returned[i] is None else returned[i]
@@ -60,12 +60,12 @@ def _reference_cotangents(rule: Rule, primals, cotangent) -> list[Any]:
 
 def _rule_cotangents(rule: Rule, primals, cotangent) -> list[Any]:
     _, pullback = rule.raw_vjp(*primals)
-    return _float_cotangents(rule, pullback(cotangent), primals)
+    return float_cotangents(rule, pullback(cotangent), primals)
 
 
 def _rule_output_and_cotangents(rule: Rule, primals, cotangent) -> tuple[Any, list[Any]]:
     out, pullback = rule.raw_vjp(*primals)
-    return out, _float_cotangents(rule, pullback(cotangent), primals)
+    return out, float_cotangents(rule, pullback(cotangent), primals)
 
 
 # The rule's kernels also run JAX's autodiff of the reference when asked, which saves a

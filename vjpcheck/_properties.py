@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from hypothesis.strategies import DataObject
 
+from vjpcheck import _contracts as contracts
 from vjpcheck import _judging as judging
 from vjpcheck import _steps as steps
 from vjpcheck import _kernels as kernels
@@ -116,7 +117,34 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
     ratios.append(ratio)
     if failure:
         failures.append(failure)
+    if failures and len(rule.float_inputs) > 1:
+        failures.append(_blame_inputs(ctx, rule, pulled, high, tangents, cotangent, step))
     steps.settle(ctx, header, failures, max(ratios), ambiguous, example)
+
+
+def _blame_inputs(ctx, rule, pulled, high, tangents, cotangent, step) -> str:
+    """Check the identity one input at a time, with the other tangents zero, and name
+    the inputs for which it fails."""
+    culprits = []
+    for k, i in enumerate(rule.float_inputs):
+        alone = tuple(t if j == k else np.zeros_like(t) for j, t in enumerate(tangents))
+        with num.truth_mode():
+            truth = kernels.adjoint_kernel(rule)(high, alone, np.asarray(cotangent, np.float64), step)
+        obtained = _pair(alone, pulled.obtained)
+        scales = pulled.scales() if rule.reference is not None else pulled.obtained_sizes
+        scale = sum(float(np.vdot(np.abs(t), np.asarray(s, np.float64))) for t, s in zip(alone, scales))
+        bound = float(judging.tolerance(ctx, 0.0).bound(np.float64(scale)))
+        if rule.reference is not None:
+            target = float(truth["jvp"])
+        else:
+            quotients = np.asarray(truth["fd"], np.float64)
+            target = float(quotients[-1])
+            bound += float(np.max(np.abs(np.diff(quotients[-2:])))) + 4 * float(truth["rounding"]) / num.FD_SHRINKS[-1]
+        if not abs(obtained - target) <= bound:
+            culprits.append(repr(rule.arg_names[i]))
+    if not culprits:
+        return "Checked one input at a time, each is within tolerance; only their sum is not."
+    return f"Checked one input at a time, the identity fails for {', '.join(culprits)}."
 
 
 def _pair(tangents: Sequence[np.ndarray], cotangents: Sequence[Any]) -> float:
@@ -253,6 +281,12 @@ def _with_reference(pool: Sequence[Rule]) -> list[Rule]:
     return [r for r in pool if r.reference is not None]
 
 
+def _declares_second_order(rule: Rule, pool: Sequence[Rule]) -> str | None:
+    if not getattr(rule, "second_order", False):
+        return "the rule does not declare second_order=True"
+    return _needs_reference(rule, pool)
+
+
 def _always(rule: Rule, pool: Sequence[Rule]) -> str | None:
     return None
 
@@ -304,6 +338,38 @@ COMPOSITION = Property(
     _needs_partner,
 )
 
+LINEARITY = Property(
+    "linearity",
+    "the backward rule is linear in the cotangent: bwd(a U + b V) = a bwd(U) + b bwd(V) "
+    "for drawn U, V, a and b, and bwd(0) = 0.",
+    contracts.linearity,
+    _always,
+)
+TRANSFORMS = Property(
+    "transforms",
+    "the backward rule gives the same cotangents eagerly, under jax.jit, and under "
+    "jax.vmap over a batch of examples.",
+    contracts.transforms,
+    _always,
+)
+DETERMINISM = Property(
+    "determinism",
+    "two calls of the backward rule on the same residuals give identical cotangents.",
+    contracts.determinism,
+    _always,
+)
+SECOND_ORDER = Property(
+    "second_order",
+    "the backward rule is differentiable, and its VJP (the second-order VJP) equals "
+    "that of jax.vjp of the reference.",
+    contracts.second_order,
+    _declares_second_order,
+)
+
 PROPERTIES: dict[str, Property] = {
-    p.name: p for p in (STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, STABILITY, COMPOSITION)
+    p.name: p
+    for p in (
+        STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, STABILITY, COMPOSITION,
+        LINEARITY, TRANSFORMS, DETERMINISM, SECOND_ORDER,
+    )
 }

@@ -156,8 +156,11 @@ class Rule:
         registry: Registry | None = None,
         location: str | None = None,
         arg_names: Sequence[str] | None = None,
+        second_order: bool = False,
     ) -> None:
         self.primal = primal
+        # Whether the backward rule is meant to be differentiable itself.
+        self.second_order = bool(second_order)
         self.kind = kind
         self.name = name or getattr(primal, "__name__", None) or type(primal).__name__
         if not isinstance(self.name, str) or not self.name:
@@ -532,6 +535,9 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
       dtypes: floating dtypes to check (default: float32 and float64).
       rtol, atol: tolerance overrides; see the error model in the docs.
       registry: the `Registry` to join (default: `default_registry`).
+      second_order: declare that the backward rule is itself differentiable, which
+        the ``second_order`` property then checks against the reference's second
+        derivatives.
 
     Stacked on a `jax.custom_vjp` function, it registers that function's own rule.
 
@@ -605,6 +611,7 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
 
 _OPTIONS = (
     "name", "specs", "reference", "kinks", "data", "output", "dtypes", "rtol", "atol", "registry",
+    "second_order",
 )
 
 

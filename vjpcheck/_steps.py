@@ -40,8 +40,12 @@ def bind(ctx: Context, data: DataObject, rule: Rule) -> Rule:
     return rule.bind(**values)
 
 
-def draw_example(ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0) -> Example:
-    example = draw_primals(data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen)
+def draw_example(
+    ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0, sizes: dict[str, int] | None = None, suffix: str = ""
+) -> Example:
+    example = draw_primals(
+        data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen, sizes=sizes, suffix=suffix
+    )
     ctx.stats.current = (rule.arg_names, example.primals)
     return example
 

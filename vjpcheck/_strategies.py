@@ -151,20 +151,24 @@ def draw_example(
     options: ShapeOptions,
     on_give_up: Callable[[str], None] | None = None,
     widen: float = 1.0,
+    sizes: dict[str, int] | None = None,
+    suffix: str = "",
 ) -> Example:
     """Draw core sizes, then every primal, each under its argument's name.
 
     ``on_give_up`` receives a reason when an argument's spec gives up on a draw (a
     Hypothesis filter that rejected every value it tried), so the run can say which.
-    ``widen`` scales the ranges of real and positive specs.
+    ``widen`` scales the ranges of real and positive specs. Given ``sizes``, the
+    shapes are those, and ``suffix`` tells the draws of this example apart.
     """
-    sizes = data.draw(dim_sizes(tuple(rule.signature.dim_names), options), label="core dimension sizes")
+    if sizes is None:
+        sizes = data.draw(dim_sizes(tuple(rule.signature.dim_names), options), label="core dimension sizes")
     input_shapes, output_shape = rule.signature.shapes(sizes)
     primals = []
     for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes)):
         strategy = primal_strategy(rule, i, shape, dtype, sizes, widen)
         try:
-            primals.append(data.draw(strategy, label=name))
+            primals.append(data.draw(strategy, label=name + suffix))
         except StopTest:
             # Hypothesis also stops a test case that ran out of data; only a filter
             # that rejected every value marks it invalid.
