@@ -241,7 +241,9 @@ class Rule:
             )
         built = []
         for name, core in zip(self.arg_names, self.signature.inputs):
-            spec = to_spec(specs.get(name, Real()), f"rule {self.name!r}: specs[{name!r}]")
+            where = f"rule {self.name!r}: specs[{name!r}]"
+            spec = to_spec(specs.get(name, Real()), where)
+            spec.validate_for(core, where)
             if isinstance(spec, Index) and spec.dim not in self.signature.dim_names:
                 raise InvalidSpec(
                     f"rule {self.name!r}: specs[{name!r}] = index({spec.dim!r}) names a "

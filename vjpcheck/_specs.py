@@ -134,6 +134,12 @@ class Spec:
     def rename(self, mapping: Mapping[str, str]) -> Spec:
         return self
 
+    def validate_for(self, core: CoreShape, where: str) -> None:
+        """Raise InvalidSpec if this spec cannot draw an argument of core shape ``core``.
+
+        ``where`` names the argument in the message, as "rule 'f': specs['x']".
+        """
+
     def widened(self, factor: float) -> Spec:
         """Return a spec that draws from a range ``factor`` times wider, in magnitude."""
         return self
