@@ -115,6 +115,7 @@ def test_registered_chain_passes_check(layers, registry):
         "flattening": "passed",
         "stability": "passed",
         "composition": "passed",
+        "finite_differences": "passed",
         "linearity": "passed",
         "transforms": "passed",
         "determinism": "passed",

@@ -188,7 +188,7 @@ def test_junit_xml_outcomes(ci_run):
 def test_json_record_per_property(ci_run):
     document = json.loads(ci_run["json"].read_text())
     assert document["exit_code"] == 1
-    assert document["counts"] == {"passed": 3, "failed": 2, "error": 0, "not applicable": 1}
+    assert document["counts"] == {"passed": 3, "failed": 2, "error": 0, "not applicable": 1, "inconclusive": 0}
     records = {(r["rule"], r["property"]): r for r in document["results"]}
     assert len(records) == 6
     passed = records[("cli_ci_double", "matches_autodiff")]

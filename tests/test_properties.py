@@ -588,3 +588,45 @@ def test_second_order_needs_declaration(registry):
 def test_adjoint_names_wrong_input(registry):
     text = failure_text(make_product(registry, lambda x, y, g: (g * (y + 1), -g * x)), "adjoint")
     assert "Checked one input at a time, the identity fails for 'y'." in text
+
+
+# ----------------------------------------------------------------------------------
+# finite_differences
+
+
+def make_cube(registry, factor):
+    @vc.rule("(n)->(n)", reference=None, registry=registry, name="cube")
+    def cube(x):
+        return x**3
+
+    @cube.vjp
+    def _(x, out, g):
+        return (factor * x**2 * g,)
+
+    return cube
+
+
+def test_finite_differences_pass_correct_rule(registry):
+    check_one(make_cube(registry, 3.0), "finite_differences")
+
+
+def test_finite_differences_catch_wrong_rule(registry):
+    text = failure_text(make_cube(registry, 2.0), "finite_differences")
+    assert "Cotangent for 'x' (input 0) against central differences:" in text
+
+
+def test_finite_differences_inconclusive_at_jump(registry):
+    from hypothesis import strategies as st
+
+    # Every draw sits on the jump at 1, where the quotients grow as the step shrinks.
+    @vc.rule("(n)->(n)", reference=None, registry=registry, specs={"x": vc.elements(st.just(1.0))}, name="step_up")
+    def step_up(x):
+        return x + jnp.where(x >= 1.0, 1.0, 0.0)
+
+    @step_up.vjp
+    def _(x, out, g):
+        return (g,)
+
+    result = check_one(step_up, "finite_differences").results[0]
+    assert result.outcome == "inconclusive"
+    assert "finite differences could not judge " in result.message

@@ -26,6 +26,10 @@ from vjpcheck._rules import BrokenRule, Rule, _normalise_dtypes
 from vjpcheck._strategies import ShapeOptions
 
 PASSED, FAILED, ERROR, NOT_APPLICABLE = "passed", "failed", "error", "not applicable"
+# Every example was discarded because the oracle could not judge it: not a pass, and
+# not a failure of the rule.
+INCONCLUSIVE = "inconclusive"
+_INCONCLUSIVE_REASON = "finite differences inconclusive"
 # JAX adds this note when it hides its own frames from a traceback; reports show only
 # the user's frames anyway.
 _JAX_FILTER_NOTE = "--------------------\nFor simplicity, JAX has removed"
@@ -327,6 +331,14 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
         return FAILED, _with_notes(error, ctx, name, printed=printed), error
     except (FailedHealthCheck, Unsatisfiable) as error:
         message = _discard_message(ctx, name, error)
+        if ctx.stats.examples == 0 and set(ctx.stats.discarded) == {_INCONCLUSIVE_REASON}:
+            return INCONCLUSIVE, (
+                f"Rule {ctx.rule.name!r} ({ctx.rule.location}): property {name!r} in "
+                f"{ctx.dtype.name} is inconclusive: finite differences could not judge "
+                f"{ctx.stats.discarded[_INCONCLUSIVE_REASON]} of the "
+                f"{ctx.stats.discarded[_INCONCLUSIVE_REASON]} examples drawn, because their "
+                "step sizes disagreed with each other more than with the rule."
+            ), None
         return ERROR, message, InvalidSpec(message)
     except InvalidSpec as error:
         return ERROR, _with_notes(error, ctx, name, printed=printed), error
@@ -336,6 +348,15 @@ def _run_hypothesis(ctx: Context, name: str, options: RunOptions) -> tuple[str, 
     except Exception as error:  # the rule, the op or the reference raised
         message = describe_error(error, ctx.rule, name, ctx.dtype.name)
         return ERROR, _with_notes(error, ctx, name, message, printed), error
+    undecided = ctx.stats.discarded.get(_INCONCLUSIVE_REASON, 0)
+    if undecided > ctx.stats.examples:
+        # Most examples could not be judged; the few that passed say little.
+        return INCONCLUSIVE, (
+            f"Rule {ctx.rule.name!r} ({ctx.rule.location}): property {name!r} in "
+            f"{ctx.dtype.name} is inconclusive: finite differences could not judge "
+            f"{undecided} of the {undecided + ctx.stats.examples} examples drawn, because "
+            "their step sizes disagreed with each other more than with the rule."
+        ), None
     return PASSED, "", None
 
 

@@ -24,7 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from vjpcheck import __version__
-from vjpcheck._check import ERROR, FAILED, NOT_APPLICABLE, PASSED, PropertyResult, RunOptions, check_report
+from vjpcheck._check import ERROR, FAILED, INCONCLUSIVE, NOT_APPLICABLE, PASSED, PropertyResult, RunOptions, check_report
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._jax_cache import JAX_CACHE_VARIABLE, cache_folder, enable_jax_cache
 from vjpcheck._outputs import build_records, write_json, write_junit_xml
@@ -39,8 +39,8 @@ from vjpcheck._strategies import ShapeOptions
 # rules found, or a --json or --junit-xml file that cannot be written.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
-_STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim"}
-_LABELS = {PASSED: "PASS", FAILED: "FAIL", ERROR: "ERROR", NOT_APPLICABLE: "n/a"}
+_STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim", INCONCLUSIVE: "yellow"}
+_LABELS = {PASSED: "PASS", FAILED: "FAIL", ERROR: "ERROR", NOT_APPLICABLE: "n/a", INCONCLUSIVE: "INCONCLUSIVE"}
 
 
 @dataclasses.dataclass
@@ -172,7 +172,9 @@ def _check_command(args: argparse.Namespace) -> int:
     errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
     summary = (
         f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
-        f"{counts[NOT_APPLICABLE]} not applicable, {len(selected)} "
+        f"{counts[NOT_APPLICABLE]} not applicable, "
+        + (f"{counts[INCONCLUSIVE]} inconclusive, " if counts[INCONCLUSIVE] else "")
+        + f"{len(selected)} "
         f"{'rule' if len(selected) == 1 else 'rules'} in {elapsed:.1f} s"
     )
     console.print(summary)

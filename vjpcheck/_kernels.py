@@ -164,6 +164,35 @@ def adjoint_kernel(rule: Rule) -> Callable:
 
 
 @functools.lru_cache(maxsize=_CACHE_SIZE)
+def difference_gradient_kernel(rule: Rule) -> Callable:
+    """Jitted, in float64: central differences of <U, f> along every element of every
+    real input, at each step of `num.FD_SHRINKS`, and their rounding bound at the
+    longest step. Returns (per real input, quotients of shape steps + input shape)."""
+    function = rule.reference if rule.reference is not None else rule.call_primal
+    argnums = rule.float_inputs
+
+    def run(primals, cotangent, step):
+        steps = step * jnp.asarray(num.FD_SHRINKS, cotangent.dtype)
+        quotients = []
+        for k, i in enumerate(argnums):
+            shape = primals[i].shape
+            basis = jnp.eye(max(primals[i].size, 1), dtype=cotangent.dtype)[: primals[i].size].reshape((-1, *shape))
+
+            def along(direction, k=k):
+                tangents = [jnp.zeros_like(primals[j]) for j in argnums]
+                tangents[k] = direction
+                return num.directional_differences(function, primals, tangents, argnums, cotangent, steps)
+
+            per_element = jax.lax.map(along, basis)
+            quotients.append(jnp.moveaxis(per_element, 1, 0).reshape((len(num.FD_SHRINKS), *shape)))
+        ones = [jnp.ones_like(primals[i]) for i in argnums]
+        rounding = num.difference_rounding(function, primals, ones, argnums, cotangent, step)
+        return quotients, rounding
+
+    return jax.jit(run)
+
+
+@functools.lru_cache(maxsize=_CACHE_SIZE)
 def flattening_kernel(rule: Rule, index: int) -> Callable:
     """Jitted, in float64: Phi^-1(J^T Phi(U)) for input ``index``."""
     reference = rule.reference

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vjpcheck._check import ERROR, FAILED, NOT_APPLICABLE, PASSED, PropertyResult
+from vjpcheck._check import ERROR, FAILED, INCONCLUSIVE, NOT_APPLICABLE, PASSED, PropertyResult
 
 if TYPE_CHECKING:
     from vjpcheck._cli import Problem
@@ -65,7 +65,7 @@ def build_records(problems: Sequence[Problem], results: Sequence[PropertyResult]
 def count_outcomes(records: Sequence[Record]) -> dict[str, int]:
     return {
         outcome: sum(r.outcome == outcome for r in records)
-        for outcome in (PASSED, FAILED, ERROR, NOT_APPLICABLE)
+        for outcome in (PASSED, FAILED, ERROR, NOT_APPLICABLE, INCONCLUSIVE)
     }
 
 
@@ -93,7 +93,7 @@ def write_junit_xml(path: str | Path, records: Sequence[Record], *, seconds: flo
         "tests": str(len(records)),
         "failures": str(counts[FAILED]),
         "errors": str(counts[ERROR]),
-        "skipped": str(counts[NOT_APPLICABLE]),
+        "skipped": str(counts[NOT_APPLICABLE] + counts[INCONCLUSIVE]),
         "time": f"{seconds:.3f}",
     }
     root = ElementTree.Element("testsuites", name="vjpcheck", **totals)
@@ -123,7 +123,7 @@ def _add_test_case(suite: ElementTree.Element, record: Record) -> None:
         ElementTree.SubElement(case, "failure", message=first_line, type="RuleMismatch").text = text
     elif record.outcome == ERROR:
         ElementTree.SubElement(case, "error", message=first_line).text = text
-    elif record.outcome == NOT_APPLICABLE:
+    elif record.outcome in (NOT_APPLICABLE, INCONCLUSIVE):
         ElementTree.SubElement(case, "skipped", message=first_line)
     if record.outcome != NOT_APPLICABLE and record.dtypes:
         discarded = ", ".join(f"{count} {reason}" for reason, count in record.discarded.items())

@@ -23,7 +23,7 @@ from vjpcheck import _kernels as kernels
 from vjpcheck import _numerics as num
 from vjpcheck._chains import Chain, chain_partners, describe_chain_search, draw_chain
 from vjpcheck._context import Context
-from vjpcheck._report import scalar_details
+from vjpcheck._report import mismatch_details, scalar_details
 from vjpcheck._rules import Rule
 from vjpcheck._strategies import draw_cotangent, draw_tangents
 
@@ -201,6 +201,71 @@ def _ratio(obtained: float, expected: float, bound: float) -> float:
     return float("inf")
 
 
+# Largest real input, in elements, that `finite_differences` differentiates element by
+# element: each element costs two evaluations per step.
+DIFFERENCE_LIMIT = 256
+
+
+def _finite_differences(ctx: Context, data: DataObject) -> None:
+    rule = steps.bind(ctx, data, ctx.rule)
+    example = steps.draw_example(ctx, data, rule)
+    cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
+    header = steps.heading(ctx, rule, FINITE_DIFFERENCES, example)
+    steps.require_structure(ctx, rule, example, cotangent, header)
+    if sum(np.size(example.primals[i]) for i in rule.float_inputs) > DIFFERENCE_LIMIT:
+        ctx.stats.discard("too many elements for elementwise finite differences")
+
+    pulled = steps.pullbacks(ctx, rule, example, cotangent)
+    ambiguous = judging.at_kink(pulled)
+    with num.truth_mode():
+        high = num.cast_floats(example.primals, np.float64)
+        step = num.fd_step([high[i] for i in rule.float_inputs], [np.ones(1)])
+        quotients, rounding = kernels.difference_gradient_kernel(rule)(high, np.asarray(cotangent, np.float64), step)
+    if not judging.is_finite(quotients):
+        ctx.stats.discard("finite differences not finite")
+
+    shrinks = np.asarray(num.FD_SHRINKS)
+    failures, worst, inconclusive = [], 0.0, False
+    tolerance = judging.tolerance(ctx, 0.0)
+    sizes = pulled.scales() if rule.reference is not None else pulled.obtained_sizes
+    for k, i in enumerate(rule.float_inputs):
+        estimate, error, disagreement = _best_quotients(np.asarray(quotients[k], np.float64), float(rounding), shrinks)
+        obtained = np.asarray(pulled.obtained[k], np.float64)
+        scale = np.asarray(sizes[k], np.float64)
+        scale = np.where(np.isfinite(scale), scale, 0.0) + np.abs(obtained)
+        comparison = num.compare(obtained, estimate, tolerance.bound(scale) + error)
+        worst = max(worst, comparison.worst_ratio)
+        # Elements where the steps disagree with each other about as much as with the
+        # rule cannot be judged; the others can.
+        gap = np.abs(obtained - estimate)
+        doubtful = (FD_CONFIDENCE * disagreement >= gap) | (disagreement > FD_AGREEMENT * np.abs(estimate))
+        judged = comparison.mismatched & ~doubtful
+        if np.any(judged):
+            comparison.mismatched = judged
+            label = f"Cotangent for {rule.arg_names[i]!r} (input {i}) against central differences"
+            failures.append(mismatch_details(label, comparison, tolerance))
+        elif comparison.count:
+            inconclusive = True
+    if inconclusive and not failures:
+        ctx.stats.discard("finite differences inconclusive")
+    steps.settle(ctx, header, failures, worst, ambiguous, example)
+
+
+def _best_quotients(quotients: np.ndarray, rounding: float, shrinks: np.ndarray):
+    """Per element, the quotient of the consecutive pair of steps that agree best.
+
+    Returns the estimate, its error bound (disagreement plus rounding) and the
+    disagreement alone.
+    """
+    disagreement = np.abs(np.diff(quotients, axis=0))
+    rounding_at = (4 * rounding / shrinks[1:]).reshape((-1,) + (1,) * (quotients.ndim - 1))
+    best = np.argmin(disagreement + rounding_at, axis=0)
+    pick = lambda stack: np.take_along_axis(stack, best[None], axis=0)[0]
+    estimate = pick(quotients[1:])
+    chosen = pick(disagreement)
+    return estimate, chosen + pick(np.broadcast_to(rounding_at, disagreement.shape)), chosen
+
+
 def _matrix_inputs(rule: Rule) -> list[int]:
     return [i for i in rule.float_inputs if len(rule.signature.inputs[i]) == 2]
 
@@ -338,6 +403,14 @@ COMPOSITION = Property(
     _needs_partner,
 )
 
+FINITE_DIFFERENCES = Property(
+    "finite_differences",
+    "each element of each cotangent equals the central difference of <U, f> along that "
+    "element, evaluated in float64 at the pair of step sizes that agree best.",
+    _finite_differences,
+    _always,
+    many_discards=True,
+)
 LINEARITY = Property(
     "linearity",
     "the backward rule is linear in the cotangent: bwd(a U + b V) = a bwd(U) + b bwd(V) "
@@ -370,6 +443,6 @@ PROPERTIES: dict[str, Property] = {
     p.name: p
     for p in (
         STRUCTURE, MATCHES_AUTODIFF, ADJOINT, FLATTENING, STABILITY, COMPOSITION,
-        LINEARITY, TRANSFORMS, DETERMINISM, SECOND_ORDER,
+        FINITE_DIFFERENCES, LINEARITY, TRANSFORMS, DETERMINISM, SECOND_ORDER,
     )
 }

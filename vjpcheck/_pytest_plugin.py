@@ -230,7 +230,7 @@ class RuleItem(_VjpcheckItem):
         self.pool = pool
 
     def runtest(self) -> None:
-        from vjpcheck._check import ERROR, FAILED, NOT_APPLICABLE, check_report
+        from vjpcheck._check import ERROR, FAILED, INCONCLUSIVE, NOT_APPLICABLE, check_report
         from vjpcheck._errors import InvalidSpec
 
         try:
@@ -246,6 +246,8 @@ class RuleItem(_VjpcheckItem):
         if result.outcome == NOT_APPLICABLE:
             # The item's location, the rule's declaration, is what the skip summary shows.
             raise pytest.skip.Exception(f"not applicable: {result.message}", _use_item_location=True)
+        if result.outcome == INCONCLUSIVE:
+            raise pytest.skip.Exception(f"inconclusive: {result.message}", _use_item_location=True)
         if result.outcome in (FAILED, ERROR):
             raise VjpcheckFailure(result.message)
 
