@@ -161,7 +161,7 @@ def test_structure_catches_list_return(registry):
         return [2 * g]
 
     text = failure_text(double, "structure")
-    assert "the backward rule returned a list; return a tuple of 1 cotangents (x)." in text
+    assert "the backward rule returned a list; return a tuple of 1 cotangent (x)." in text
 
 
 def test_structure_catches_bare_array_return(registry):
@@ -188,7 +188,7 @@ def test_structure_catches_missing_cotangent(registry):
         return (g,)
 
     text = failure_text(add, "structure")
-    assert "the backward rule returned 1 cotangents for 2 inputs (x, y)." in text
+    assert "the backward rule returned 1 cotangent for 2 inputs (x, y)." in text
 
 
 def test_structure_catches_float_label_cotangent(registry):

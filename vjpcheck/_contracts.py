@@ -134,7 +134,7 @@ def _same(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 
 def _first_difference(x: np.ndarray, y: np.ndarray) -> str:
     index = tuple(int(i) for i in np.argwhere(~_same(x, y))[0])
-    return f"at index {index}: {x[index]!r} then {y[index]!r}"
+    return f"at index {index}: {float(x[index])!r} then {float(y[index])!r}"
 
 
 # ----------------------------------------------------------------------------------

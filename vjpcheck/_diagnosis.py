@@ -20,7 +20,7 @@ PATTERN_RTOL = 1e-3
 
 @dataclasses.dataclass
 class Evidence:
-    """What is known about one input whose cotangent mismatches."""
+    """The evidence about one input whose cotangent mismatches."""
 
     name: str
     obtained: np.ndarray
@@ -38,7 +38,7 @@ class Evidence:
 
 
 def close(a: np.ndarray, b: np.ndarray) -> bool:
-    """Return whether a and b agree to `PATTERN_RTOL` of their scale, and b is not zero."""
+    """Return whether a and b agree to `PATTERN_RTOL` of their scale (two zero arrays agree)."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     if a.shape != b.shape or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
@@ -80,7 +80,7 @@ def swapped(e: Evidence) -> str | None:
 
 
 def ignored_cotangent(e: Evidence) -> str | None:
-    if e.for_ones is not None and not close(e.for_ones, e.expected) and close(e.obtained, e.for_ones):
+    if e.for_ones is not None and _nonzero(e.for_ones) and not close(e.for_ones, e.expected) and close(e.obtained, e.for_ones):
         return (
             f"the cotangent for {e.name!r} is what an all-ones output cotangent would give: "
             "the rule ignores the incoming cotangent (or its scale)."
@@ -89,7 +89,12 @@ def ignored_cotangent(e: Evidence) -> str | None:
 
 
 def diagonal_only(e: Evidence) -> str | None:
-    if e.diagonal_only is not None and not close(e.diagonal_only, e.expected) and close(e.obtained, e.diagonal_only):
+    if (
+        e.diagonal_only is not None
+        and _nonzero(e.diagonal_only)
+        and not close(e.diagonal_only, e.expected)
+        and close(e.obtained, e.diagonal_only)
+    ):
         return (
             f"the cotangent for {e.name!r} uses only the diagonal of the Jacobian: the "
             "off-diagonal terms (how each output depends on the other inputs) are missing."
@@ -102,7 +107,7 @@ def extra_sum(e: Evidence) -> str | None:
         if e.expected.shape[axis] < 2:
             continue
         summed = np.broadcast_to(np.sum(e.expected, axis=axis, keepdims=True), e.expected.shape)
-        if not close(summed, e.expected) and close(e.obtained, summed):
+        if _nonzero(summed) and not close(summed, e.expected) and close(e.obtained, summed):
             return f"the cotangent for {e.name!r} is summed over axis {axis} and broadcast back: an extra sum over that axis."
     return None
 
@@ -181,7 +186,8 @@ def shape_hint(obtained_shape: tuple[int, ...], expected_shape: tuple[int, ...])
     extra = len(obtained_shape) - len(expected_shape)
     if extra > 0 and tuple(obtained_shape[extra:]) == tuple(expected_shape):
         axes = ", ".join(str(a) for a in range(extra))
-        return f"Summing it over axis {axes} gives the input's shape: is a sum over a batch or broadcast axis missing?"
+        noun = "axis" if extra == 1 else "axes"
+        return f"Summing it over {noun} {axes} gives the input's shape: is a sum over a batch or broadcast axis missing?"
     if extra == 0 and len(obtained_shape) == len(expected_shape):
         differing = [a for a, (o, x) in enumerate(zip(obtained_shape, expected_shape)) if o != x]
         if len(differing) == 1 and expected_shape[differing[0]] == 1:

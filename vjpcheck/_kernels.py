@@ -589,8 +589,9 @@ def returned_problems(rule: Rule, primals: Sequence[Any], returned: Any) -> list
     """List what is wrong with the (abstract) value that a backward rule returned."""
     n = len(rule.arg_names)
     names = ", ".join(rule.arg_names)
+    cotangents = "cotangent" if n == 1 else "cotangents"
     if isinstance(returned, list):
-        return [f"the backward rule returned a list; return a tuple of {n} cotangents ({names})."]
+        return [f"the backward rule returned a list; return a tuple of {n} {cotangents} ({names})."]
     if not isinstance(returned, tuple):
         what = short_array(returned) if hasattr(returned, "shape") else type(returned).__name__
         return [
@@ -598,7 +599,9 @@ def returned_problems(rule: Rule, primals: Sequence[Any], returned: Any) -> list
             f"per input ({names}), such as (g,) for one input."
         ]
     if len(returned) != n:
-        return [f"the backward rule returned {len(returned)} cotangents for {n} inputs ({names})."]
+        returned_word = "cotangent" if len(returned) == 1 else "cotangents"
+        inputs = "input" if n == 1 else "inputs"
+        return [f"the backward rule returned {len(returned)} {returned_word} for {n} {inputs} ({names})."]
     problems = []
     for i, (name, spec, cotangent) in enumerate(zip(rule.arg_names, rule.specs, returned)):
         primal = primals[i]
