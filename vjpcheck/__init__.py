@@ -40,11 +40,15 @@ _EXPORTS = {
     "register": "vjpcheck._rules",
     "rule": "vjpcheck._rules",
     "array_strategy": "vjpcheck._specs",
+    "away_from": "vjpcheck._specs",
     "elements": "vjpcheck._specs",
     "index": "vjpcheck._specs",
     "positive": "vjpcheck._specs",
+    "probability": "vjpcheck._specs",
     "real": "vjpcheck._specs",
+    "spd": "vjpcheck._specs",
     "static": "vjpcheck._specs",
+    "unit_vector": "vjpcheck._specs",
 }
 
 if TYPE_CHECKING:
@@ -64,11 +68,15 @@ if TYPE_CHECKING:
     from vjpcheck._rules import register as register
     from vjpcheck._rules import rule as rule
     from vjpcheck._specs import array_strategy as array_strategy
+    from vjpcheck._specs import away_from as away_from
     from vjpcheck._specs import elements as elements
     from vjpcheck._specs import index as index
     from vjpcheck._specs import positive as positive
+    from vjpcheck._specs import probability as probability
     from vjpcheck._specs import real as real
+    from vjpcheck._specs import spd as spd
     from vjpcheck._specs import static as static
+    from vjpcheck._specs import unit_vector as unit_vector
 
 __all__ = [
     "PROPERTIES",
@@ -81,6 +89,7 @@ __all__ = [
     "RuleMismatch",
     "VjpcheckError",
     "array_strategy",
+    "away_from",
     "chain",
     "check",
     "check_report",
@@ -88,10 +97,13 @@ __all__ = [
     "elements",
     "index",
     "positive",
+    "probability",
     "real",
     "register",
     "rule",
+    "spd",
     "static",
+    "unit_vector",
 ]
 
 

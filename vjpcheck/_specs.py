@@ -227,7 +227,7 @@ class Positive(Spec):
         return _float_strategy(self.min_value, self.max_value, dtype)
 
     def accepts(self, produced: Spec) -> bool:
-        return isinstance(produced, Positive)
+        return isinstance(produced, (Positive, Probability))
 
     def largest_magnitude(self) -> float:
         return self.max_value
@@ -373,6 +373,387 @@ def array_strategy(make: Callable[[tuple[int, ...], np.dtype], SearchStrategy]) 
     return ArrayStrategy(make)
 
 
+# ----------------------------------------------------------------------------------
+# Projected specs: raw draws mapped into a domain, so that no draw is discarded
+
+# The default margin of away_from, as a fraction of the width of its range.
+AWAY_FROM_MARGIN = 0.01
+
+
+class ProjectedSpec(Spec):
+    """A spec whose arrays are raw draws projected into its domain.
+
+    `float_arrays` fills an array with `raw_elements`, drawn in float32 for bfloat16,
+    and passes it to `project`, which rounds it to the dtype under test without leaving
+    the domain. Raw draws shrink towards 0, so examples shrink towards what `project`
+    makes of zeros.
+    """
+
+    def raw_elements(self, dtype: np.dtype) -> SearchStrategy[float]:
+        raise NotImplementedError
+
+    def project(self, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        """Map a raw array into the domain, and return it in ``dtype``."""
+        raise NotImplementedError
+
+
+def _round_towards(values: np.ndarray, dtype: np.dtype, target: float) -> np.ndarray:
+    """Round float64 ``values`` to ``dtype`` in the direction of ``target``, +inf or -inf."""
+    values = np.asarray(values, np.float64)
+    rounded = values.astype(dtype)
+    widened = rounded.astype(np.float64)
+    wrong_side = widened < values if target > 0 else widened > values
+    return np.where(wrong_side, np.nextafter(rounded, np.asarray(target, dtype)), rounded)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_axis(call: str, axis: Any) -> None:
+    if not isinstance(axis, int) or isinstance(axis, bool):
+        raise InvalidSpec(f"{call}(axis={axis!r}): axis must be an integer, such as -1 for the last axis.")
+
+
+def _check_core_axis(core: CoreShape, axis: int, where: str, call: str) -> None:
+    shape = format_core_shape(core)
+    if not core:
+        raise InvalidSpec(
+            f"{where} = {call} needs an argument with at least one core dimension, but "
+            f"its core shape is {shape}, a scalar. Give the argument a dimension in the "
+            "signature, as in '(n)'."
+        )
+    if not -len(core) <= axis < len(core):
+        raise InvalidSpec(
+            f"{where} = {call} normalises along axis {axis}, which core shape {shape} "
+            f"does not have. Use an axis from {-len(core)} to {len(core) - 1}."
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class AwayFrom(ProjectedSpec):
+    """Real values in ``[min_value, max_value]`` at least ``margin`` from each of ``points``.
+
+    The domain is every real at least ``margin`` from each point. A raw draw closer
+    than that moves out to the nearer edge of the excluded interval that lies in the
+    range.
+    """
+
+    points: tuple[float, ...]
+    min_value: float = -10.0
+    max_value: float = 10.0
+    margin: float = 0.2
+
+    def __post_init__(self) -> None:
+        _check_bounds("away_from", self.min_value, self.max_value)
+        if not _is_number(self.margin) or self.margin < 0:
+            raise InvalidSpec(
+                f"away_from(margin={self.margin!r}): margin must be a finite number >= 0, "
+                "the smallest distance kept from each point."
+            )
+        for low, high in self.excluded():
+            if low <= self.min_value and high >= self.max_value:
+                raise InvalidSpec(
+                    f"away_from(points={list(self.points)}, min_value={self.min_value!r}, "
+                    f"max_value={self.max_value!r}, margin={self.margin!r}): every value in "
+                    "[min_value, max_value] lies within margin of a point, so there is "
+                    "nothing to draw. Lower margin or widen [min_value, max_value]."
+                )
+
+    def excluded(self) -> list[tuple[float, float]]:
+        """Return the open intervals within ``margin`` of a point, merged where they meet."""
+        if self.margin == 0:
+            return []
+        intervals: list[tuple[float, float]] = []
+        for point in sorted(self.points):
+            low, high = point - self.margin, point + self.margin
+            if intervals and low <= intervals[-1][1]:
+                intervals[-1] = (intervals[-1][0], max(intervals[-1][1], high))
+            else:
+                intervals.append((low, high))
+        return intervals
+
+    def raw_elements(self, dtype: np.dtype) -> SearchStrategy[float]:
+        return _float_strategy(self.min_value, self.max_value, dtype)
+
+    def project(self, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        lowest = float(_round_towards(self.min_value, dtype, np.inf))
+        highest = float(_round_towards(self.max_value, dtype, -np.inf))
+        values = np.clip(raw.astype(dtype).astype(np.float64), lowest, highest)
+        for low, high in self.excluded():
+            inside = (values > low) & (values < high)
+            if inside.any():
+                values = np.where(inside, self._exit(values, low, high, lowest, highest, dtype), values)
+        return values.astype(dtype)
+
+    def _exit(self, values, low, high, lowest, highest, dtype) -> np.ndarray:
+        """Return the nearer edge of ``(low, high)`` for each value, as a ``dtype`` value in range."""
+        below = float(_round_towards(low, dtype, -np.inf))
+        above = float(_round_towards(high, dtype, np.inf))
+        below_fits, above_fits = below >= lowest, above <= highest
+        if not (below_fits or above_fits):
+            raise InvalidSpec(
+                f"{self!r}: no {np.dtype(dtype).name} value in [min_value, max_value] lies "
+                f"outside ({low!r}, {high!r}). Lower margin or widen [min_value, max_value]."
+            )
+        if not below_fits:
+            return np.full_like(values, above)
+        if not above_fits:
+            return np.full_like(values, below)
+        return np.where(values - low < high - values, below, above)
+
+    def accepts(self, produced: Spec) -> bool:
+        own = self.excluded()
+        if not own:
+            return produced.kind == "float"
+        if not isinstance(produced, AwayFrom):
+            return False
+        theirs = produced.excluded()
+        return all(any(a <= low and high <= b for a, b in theirs) for low, high in own)
+
+    def largest_magnitude(self) -> float:
+        return max(abs(self.min_value), abs(self.max_value))
+
+    def widened(self, factor: float) -> Spec:
+        return AwayFrom(self.points, self.min_value * factor, self.max_value * factor, self.margin / factor)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitVector(ProjectedSpec):
+    """Arrays of unit Euclidean length along ``axis``.
+
+    A raw draw normalises to unit length. One of zero length becomes the first basis
+    vector, which is also what examples shrink to.
+    """
+
+    axis: int = -1
+
+    def __post_init__(self) -> None:
+        _check_axis("unit_vector", self.axis)
+
+    def validate_for(self, core: CoreShape, where: str) -> None:
+        _check_core_axis(core, self.axis, where, f"unit_vector(axis={self.axis})")
+
+    def raw_elements(self, dtype: np.dtype) -> SearchStrategy[float]:
+        return _float_strategy(-1.0, 1.0, dtype)
+
+    def project(self, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        values = raw.astype(np.float64)
+        length = np.linalg.norm(values, axis=self.axis, keepdims=True)
+        first = np.zeros(values.shape[self.axis])
+        first[0] = 1.0
+        first = np.expand_dims(first, tuple(i for i in range(values.ndim) if i != self.axis % values.ndim))
+        zero_length = length < SMALLEST_MAGNITUDE
+        unit = np.where(zero_length, first, values / np.where(zero_length, 1.0, length))
+        return unit.astype(dtype)
+
+    def accepts(self, produced: Spec) -> bool:
+        return isinstance(produced, UnitVector) and produced.axis == self.axis
+
+
+@dataclasses.dataclass(frozen=True)
+class Spd(ProjectedSpec):
+    """Symmetric positive-definite matrices over the last two axes.
+
+    Each matrix is ``B B^T / n + min_eigenvalue * I`` for a drawn n-by-n ``B`` with
+    entries in ``[-s, s]``, ``s = sqrt(max_value - min_eigenvalue)``. Its eigenvalues
+    are at least ``min_eigenvalue`` and its entries at most ``max_value`` in magnitude,
+    up to rounding in the dtype. Examples shrink towards ``min_eigenvalue * I``.
+    """
+
+    min_eigenvalue: float = 0.1
+    max_value: float = 10.0
+
+    def __post_init__(self) -> None:
+        for label, value in (("min_eigenvalue", self.min_eigenvalue), ("max_value", self.max_value)):
+            if not _is_number(value):
+                raise InvalidSpec(f"spd({label}={value!r}): {label} must be a finite number.")
+        if self.min_eigenvalue <= 0:
+            raise InvalidSpec(
+                f"spd(min_eigenvalue={self.min_eigenvalue!r}): min_eigenvalue must be "
+                "greater than 0, or the matrices may be singular."
+            )
+        if self.max_value <= self.min_eigenvalue:
+            raise InvalidSpec(
+                f"spd(min_eigenvalue={self.min_eigenvalue!r}, max_value={self.max_value!r}): "
+                "max_value must be greater than min_eigenvalue."
+            )
+
+    def validate_for(self, core: CoreShape, where: str) -> None:
+        if len(core) < 2 or core[-1] != core[-2]:
+            raise InvalidSpec(
+                f"{where} = spd() needs a square matrix in its last two core dimensions, "
+                f"but its core shape is {format_core_shape(core)}. Write those two "
+                "dimensions as one name repeated, as in '(n,n)', or as equal fixed sizes."
+            )
+
+    def raw_elements(self, dtype: np.dtype) -> SearchStrategy[float]:
+        scale = math.sqrt(self.max_value - self.min_eigenvalue)
+        return _float_strategy(-scale, scale, dtype)
+
+    def project(self, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        factor = raw.astype(np.float64)
+        size = factor.shape[-1]
+        product = factor @ np.swapaxes(factor, -1, -2) / size
+        # BLAS may round the two triangles differently, so take the mean, which is exactly symmetric.
+        symmetric = (product + np.swapaxes(product, -1, -2)) / 2
+        return _round_definite(symmetric + self.min_eigenvalue * np.eye(size), self.min_eigenvalue, dtype)
+
+    def accepts(self, produced: Spec) -> bool:
+        return isinstance(produced, Spd)
+
+    def largest_magnitude(self) -> float:
+        return self.max_value
+
+    def widened(self, factor: float) -> Spec:
+        return Spd(self.min_eigenvalue / factor, self.max_value * factor)
+
+
+def _round_definite(matrix: np.ndarray, min_eigenvalue: float, dtype: np.dtype) -> np.ndarray:
+    """Round symmetric matrices to ``dtype``, keeping eigenvalues at least ``min_eigenvalue``.
+
+    Rounding the entries can lower an eigenvalue by up to n * eps * max|entry|, which
+    in bfloat16 exceeds the default min_eigenvalue. The diagonal takes the lost amount
+    back, and rounds upwards, which by Weyl's inequality only raises eigenvalues.
+    """
+    rounded = matrix.astype(dtype).astype(np.float64)
+    lowest = np.linalg.eigvalsh(rounded)[..., :1]
+    diagonal = np.diagonal(rounded, axis1=-2, axis2=-1) + np.maximum(min_eigenvalue - lowest, 0.0)
+    rows = np.arange(matrix.shape[-1])
+    rounded[..., rows, rows] = _round_towards(diagonal, dtype, np.inf)
+    return rounded.astype(dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Probability(ProjectedSpec):
+    """Probability vectors along ``axis``: entries at least ``min_value`` that sum to 1.
+
+    The domain is positive vectors that sum to 1, whatever ``min_value`` is. A raw draw
+    of weights in [0, 1] becomes ``min_value + (1 - n * min_value) * w / sum(w)`` for
+    n entries, and all-zero weights become the uniform distribution.
+    """
+
+    axis: int = -1
+    min_value: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check_axis("probability", self.axis)
+        if not _is_number(self.min_value) or not 0 < self.min_value < 1:
+            raise InvalidSpec(
+                f"probability(min_value={self.min_value!r}): min_value must be a number "
+                "greater than 0 and less than 1, the smallest probability drawn."
+            )
+
+    def validate_for(self, core: CoreShape, where: str) -> None:
+        call = f"probability(axis={self.axis}, min_value={self.min_value!r})"
+        _check_core_axis(core, self.axis, where, call)
+        size = core[self.axis]
+        if isinstance(size, int):
+            self._check_size(size, f"{where} = {call}")
+
+    def _check_size(self, size: int, where: str) -> None:
+        if size * self.min_value >= 1:
+            raise InvalidSpec(
+                f"{where}: {size} probabilities of at least {self.min_value!r} sum to more "
+                f"than 1. Lower min_value below 1/{size}."
+            )
+
+    def raw_elements(self, dtype: np.dtype) -> SearchStrategy[float]:
+        return _float_strategy(0.0, 1.0, dtype)
+
+    def project(self, raw: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        weights = raw.astype(np.float64)
+        size = weights.shape[self.axis]
+        self._check_size(size, repr(self))
+        total = weights.sum(axis=self.axis, keepdims=True)
+        shares = np.where(total > 0, weights / np.where(total > 0, total, 1.0), 1.0 / size)
+        probabilities = self.min_value + (1.0 - size * self.min_value) * shares
+        return _round_keeping_sum(probabilities, self.axis, dtype)
+
+    def accepts(self, produced: Spec) -> bool:
+        return isinstance(produced, Probability) and produced.axis == self.axis
+
+    def widened(self, factor: float) -> Spec:
+        return Probability(self.axis, self.min_value / factor)
+
+
+def _round_keeping_sum(probabilities: np.ndarray, axis: int, dtype: np.dtype) -> np.ndarray:
+    """Round to ``dtype`` so that each vector still sums to 1 and no entry gets smaller.
+
+    Every entry rounds upwards except the largest, which takes 1 minus the others.
+    """
+    rounded = _round_towards(probabilities, dtype, np.inf).astype(np.float64)
+    largest = np.expand_dims(np.argmax(rounded, axis=axis), axis)
+    others = rounded.sum(axis=axis, keepdims=True) - np.take_along_axis(rounded, largest, axis)
+    np.put_along_axis(rounded, largest, 1.0 - others, axis)
+    return rounded.astype(dtype)
+
+
+def away_from(
+    points: Any, min_value: float = -10.0, max_value: float = 10.0, margin: float | None = None
+) -> AwayFrom:
+    """Spec for real values in ``[min_value, max_value]`` at least ``margin`` from each point.
+
+    For an op with a pole or a branch point, such as ``1/x`` at 0. ``margin`` defaults
+    to 1% of ``max_value - min_value`` (0.2 for the default range). Draws nearer to a
+    point move out to the margin, so none are discarded.
+
+    >>> spec = away_from([0.0])   # for reciprocal(x) = 1 / x
+    """
+    _check_bounds("away_from", min_value, max_value)
+    if margin is None:
+        margin = AWAY_FROM_MARGIN * (max_value - min_value)
+    return AwayFrom(_point_tuple(points), min_value, max_value, margin)
+
+
+def _point_tuple(points: Any) -> tuple[float, ...]:
+    if _is_number(points):
+        return (float(points),)
+    message = (
+        f"away_from(points={points!r}): points must be a non-empty list of finite "
+        "numbers, such as [0.0] for a pole at 0."
+    )
+    if isinstance(points, (str, bytes)) or not hasattr(points, "__iter__"):
+        raise InvalidSpec(message)
+    values = tuple(points)
+    if not values or not all(_is_number(p) for p in values):
+        raise InvalidSpec(message)
+    return tuple(sorted(float(p) for p in values))
+
+
+def unit_vector(axis: int = -1) -> UnitVector:
+    """Spec for arrays of unit Euclidean length along ``axis``, such as directions.
+
+    A drawn vector of zero length is replaced by the first basis vector.
+
+    >>> spec = unit_vector()   # for an op on directions with signature "(n)->()"
+    """
+    return UnitVector(axis)
+
+
+def spd(min_eigenvalue: float = 0.1, max_value: float = 10.0) -> Spd:
+    """Spec for symmetric positive-definite matrices, such as covariances.
+
+    The last two core dimensions must be square, as in ``(n,n)``. Eigenvalues are at
+    least ``min_eigenvalue`` and entries at most ``max_value`` in magnitude.
+
+    >>> spec = spd()   # for logdet(A) with signature "(n,n)->()"
+    """
+    return Spd(min_eigenvalue, max_value)
+
+
+def probability(axis: int = -1, min_value: float = 1e-3) -> Probability:
+    """Spec for probability vectors along ``axis``: positive entries that sum to 1.
+
+    Entries are at least ``min_value``, so that ``log(p)`` stays finite. A rule whose
+    output is a distribution, such as softmax, declares ``output=probability()`` so
+    that chains may feed it to an input that needs one.
+
+    >>> spec = probability()   # for entropy(p) with signature "(n)->()"
+    """
+    return Probability(axis, min_value)
+
+
 def to_spec(value: Any, where: str) -> Spec:
     """Convert what a user passed for one argument into a `Spec`."""
     if isinstance(value, Spec):
@@ -380,7 +761,8 @@ def to_spec(value: Any, where: str) -> Spec:
     if isinstance(value, SearchStrategy):
         return Elements(value)
     raise InvalidSpec(
-        f"{where}={value!r} is not a spec. Use vjpcheck.real(), positive(), index(dim), "
+        f"{where}={value!r} is not a spec. Use vjpcheck.real(), positive(), "
+        "away_from(points), unit_vector(), spd(), probability(), index(dim), "
         "elements(strategy) or array_strategy(fn), or pass a Hypothesis strategy of "
         "floats."
     )
