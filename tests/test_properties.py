@@ -527,6 +527,18 @@ def test_linearity_catches_nonlinear_cotangent(registry):
     assert "bwd(a U + b V) against a bwd(U) + b bwd(V)" in text
 
 
+def test_linearity_discards_unbounded_rounding(registry):
+    # exp(100) overflows float32, so the rounding bound of the rule's cotangent is
+    # inf * 0 = NaN although the cotangent itself is finite. No tolerance exists
+    # there: the examples are discarded and counted, never judged as failures.
+    rule = make_scale(registry, lambda x, g: g * jnp.minimum(jnp.exp(100.0 + 0 * x), 1.0))
+    report = vc.check_report(rule, properties=["linearity"], dtypes=["float32"], max_side=3)
+    result = report.results[0]
+    assert result.outcome == "error"
+    assert result.discarded["rule's intermediate values overflowed"] > 0
+    assert "could not draw enough valid examples" in result.message
+
+
 def make_counting(registry):
     calls = [0]
 

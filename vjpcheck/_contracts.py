@@ -34,14 +34,20 @@ def _low(ctx: Context, primals: Sequence[Any]) -> tuple:
 
 
 def _pull(ctx: Context, rule: Rule, primals: Sequence[Any], cotangent: np.ndarray, inexact_cotangent: bool = False):
-    """Run the rule's jitted pullback in the dtype; return (cotangents, magnitudes)."""
+    """Run the rule's jitted pullback in the dtype; return (cotangents, magnitudes).
+
+    An example where the op's output is not finite is discarded: the derivative is
+    undefined there, as in the other properties.
+    """
     low = _low(ctx, primals)
     u = np.asarray(cotangent).astype(ctx.dtype)
     size = np.abs(u) if inexact_cotangent else kernels.exact_size(u)
     with num.x64_mode(ctx.dtype):
-        _, obtained, sizes, _ = kernels.rule_pullback(rule, False)(
+        (out, _), obtained, sizes, _ = kernels.rule_pullback(rule, False)(
             low, tuple(map(kernels.exact_size, low)), u, size, None, None
         )
+    if not judging.is_finite(jax.tree_util.tree_leaves(out)):
+        ctx.stats.discard(f"op output not finite in {ctx.dtype.name}")
     return [np.asarray(o, np.float64) for o in obtained], [np.asarray(s, np.float64) for s in sizes]
 
 
@@ -49,10 +55,14 @@ def _compare(ctx: Context, rule: Rule, labels: Sequence[str], obtained, expected
     """Compare arrays with the floor tolerance of the dtype; return failures and the worst ratio.
 
     An example where the rule's results overflow is discarded: whether they are right
-    is for ``matches_autodiff`` and ``stability`` to judge, not these contracts.
+    is for ``matches_autodiff`` and ``stability`` to judge, not these contracts. So is
+    one where the rule's rounding-error bound is not finite (an intermediate value
+    overflowed, or inf met 0): no tolerance can be derived there.
     """
     if not (judging.is_finite(obtained) and judging.is_finite(expected)):
         ctx.stats.discard("rule's cotangent not finite")
+    if not judging.is_finite(scales):
+        ctx.stats.discard("rule's intermediate values overflowed")
     failures, worst = [], 0.0
     tolerance = judging.tolerance(ctx, 0.0)
     for label, got, want, scale in zip(labels, obtained, expected, scales):
@@ -89,7 +99,8 @@ def linearity(ctx: Context, data: DataObject) -> None:
     g_0, m_0 = _pull(ctx, rule, example.primals, zero)
 
     expected = [a * gu + b * gv for gu, gv in zip(g_u, g_v)]
-    scales = [mc + abs(a) * mu + abs(b) * mv + np.abs(e) for mc, mu, mv, e in zip(m_c, m_u, m_v, expected)]
+    with np.errstate(invalid="ignore"):  # inf * 0 in a bound gives NaN, which _compare discards
+        scales = [mc + abs(a) * mu + abs(b) * mv + np.abs(e) for mc, mu, mv, e in zip(m_c, m_u, m_v, expected)]
     failures, worst = _compare(ctx, rule, _labels(rule, "bwd(a U + b V) against a bwd(U) + b bwd(V), cotangent"), g_c, expected, scales)
     zero_failures, _ = _compare(ctx, rule, _labels(rule, "bwd(0), cotangent"), g_0, [np.zeros_like(g) for g in g_0], m_0)
     steps.settle(ctx, header, failures + zero_failures, worst, ambiguous=False)
