@@ -27,6 +27,10 @@ def at_kink(pulled: kernels.Pullbacks) -> bool:
     """
     for point in pulled.kinks:
         values = [np.asarray(v, np.float64) for v in point.values]
+        if point.kinks == (kernels.TIES,):
+            if _ties_differ(values):
+                return True
+            continue
         for kink in point.kinks:
             sides = [np.sign(v - kink) for v in values]
             on_kink = np.any([side == 0 for side in sides], axis=0)
@@ -34,6 +38,17 @@ def at_kink(pulled: kernels.Pullbacks) -> bool:
             if np.any(on_kink | split):
                 return True
     return False
+
+
+def _ties_differ(values: Sequence[np.ndarray]) -> bool:
+    """Return whether any track has two equal elements, or the tracks order them differently."""
+    orders = []
+    for value in values:
+        flat = value.ravel()
+        if np.any(np.diff(np.sort(flat)) == 0):
+            return True
+        orders.append(np.argsort(flat, kind="stable"))
+    return any(not np.array_equal(orders[0], order) for order in orders[1:])
 
 
 def tolerance(ctx: Context, autodiff_error: float) -> num.Tolerance:
@@ -57,12 +72,14 @@ def cotangent_failures(
     autodiff: Sequence[Any] | None,
     indices: Sequence[int],
     diagnose: Callable[[int, np.ndarray, np.ndarray], str] | None = None,
+    slack: Sequence[np.ndarray] | None = None,
 ) -> tuple[list[str], float]:
     """Compare each input's cotangent elementwise; return the failure texts and the
     worst error-to-tolerance ratio. Without ``autodiff`` the tolerance is the floor.
 
     ``diagnose(i, obtained, expected)``, when given, names the likely mistake for a
-    mismatching input i.
+    mismatching input i. ``slack``, when given, widens each input's bound elementwise,
+    as the half-width of an interval of valid subgradients does.
     """
     failures, worst = [], 0.0
     for k, i in enumerate(indices):
@@ -70,7 +87,8 @@ def cotangent_failures(
         scale = scales[k]
         autodiff_error = num.relative_error(autodiff[k], truth, scale) if autodiff is not None else 0.0
         chosen = tolerance(ctx, autodiff_error)
-        comparison = num.compare(obtained[k], truth, chosen.bound(scale))
+        bound = chosen.bound(scale) + (np.asarray(slack[k], np.float64) if slack is not None else 0.0)
+        comparison = num.compare(obtained[k], truth, bound)
         worst = max(worst, comparison.worst_ratio)
         if comparison.count:
             label = f"Cotangent for {rule.arg_names[i]!r} (input {i})"
@@ -103,6 +121,49 @@ def _output_failure(ctx, output, output_size, truth, truth_size, label) -> tuple
         "(the op, @fwd, or a custom_vjp's fwd) is right, the reference is not the op's.",
         comparison.worst_ratio,
     )
+
+
+KINK_STEP = 1e-9
+
+
+def kink_sides(rule: Rule, primals: Sequence[Any]) -> tuple[tuple, tuple] | None:
+    """Return float64 copies of the primals with elements that sit on a declared kink
+    moved just below it and just above it, or None when no element sits on one.
+
+    The truth on each side gives the one-sided derivatives, between which any
+    subgradient is valid for an op that acts elementwise on the kinked input.
+    """
+    left, right, moved = list(primals), list(primals), False
+    for i, points in rule.kinks.items():
+        values = np.asarray(primals[i], np.float64)
+        on = np.zeros(values.shape, bool)
+        for point in points:
+            on |= values == point
+        if np.any(on):
+            step = KINK_STEP * max(1.0, float(np.max(np.abs(values))))
+            left[i], right[i], moved = np.where(on, values - step, values), np.where(on, values + step, values), True
+    return (tuple(left), tuple(right)) if moved else None
+
+
+def subgradient_interval(rule: Rule, primals: Sequence[Any], cotangent: np.ndarray, expected: Sequence[Any]):
+    """Return (midpoints, half-widths) of the valid cotangents per real input, or None.
+
+    The interval spans the truth at the kink and on both sides of it.
+    """
+    sides = kink_sides(rule, primals)
+    if sides is None:
+        return None
+    candidates = [[np.asarray(e, np.float64) for e in expected]]
+    u = np.asarray(cotangent, np.float64)
+    for side in sides:
+        with num.truth_mode():
+            (_, pulled), _, _ = kernels.truth_pullback(rule)(
+                side, tuple(kernels.exact_size(a) for a in side), u, kernels.exact_size(u)
+            )
+        candidates.append([np.asarray(p, np.float64) for p in pulled])
+    low = [np.min(stack, axis=0) for stack in map(np.stack, zip(*candidates))]
+    high = [np.max(stack, axis=0) for stack in map(np.stack, zip(*candidates))]
+    return [(lo + hi) / 2 for lo, hi in zip(low, high)], [(hi - lo) / 2 for lo, hi in zip(low, high)]
 
 
 def blame_links(ctx: Context, pulled: kernels.Pullbacks) -> list[tuple[kernels.LinkTrace, str]]:
@@ -144,6 +205,8 @@ def blame_links(ctx: Context, pulled: kernels.Pullbacks) -> list[tuple[kernels.L
 def _on_own_kink(trace: kernels.LinkTrace) -> bool:
     points = trace.link.kinks.get(trace.link.data_index, ())
     value = np.asarray(trace.arguments[trace.link.data_index], np.float64)
+    if trace.link.data_index in trace.link.ties and np.any(np.diff(np.sort(value.ravel())) == 0):
+        return True
     return any(bool(np.any(value == point)) for point in points)
 
 

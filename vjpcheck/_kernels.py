@@ -252,6 +252,10 @@ class LinkTrace:
     obtained_sizes: list[Any]
 
 
+# In a KinkValue, marks a value whose elements must not tie.
+TIES = "ties"
+
+
 @dataclasses.dataclass
 class KinkValue:
     """An intermediate value that a kinked link receives, as each computation saw it:
@@ -412,6 +416,13 @@ def _chain_pullbacks(chain: Chain, dtype: np.dtype, primals, cotangent) -> Pullb
         )
         for k, link in enumerate(chain.links)
         if k > 0 and link.data_index in link.kinks
+    ] + [
+        KinkValue(
+            values=tuple(track.arguments[k][link.data_index] for track in (rule_track, autodiff_track, truth_track)),
+            kinks=(TIES,),
+        )
+        for k, link in enumerate(chain.links)
+        if k > 0 and link.data_index in link.ties
     ]
 
     g_rule, g_autodiff, g_truth = (

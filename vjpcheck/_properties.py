@@ -67,14 +67,14 @@ def _structure(ctx: Context, data: DataObject) -> None:
 
 def _matches_autodiff(ctx: Context, data: DataObject) -> None:
     rule = steps.bind(ctx, data, ctx.rule)
-    example = steps.draw_example(ctx, data, rule)
+    example = steps.draw_example(ctx, data, rule, on_kinks=rule.subgradients)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     steps.compare_with_autodiff(ctx, rule, example, cotangent, MATCHES_AUTODIFF)
 
 
 def _adjoint(ctx: Context, data: DataObject) -> None:
     rule = steps.bind(ctx, data, ctx.rule)
-    example = steps.draw_example(ctx, data, rule)
+    example = steps.draw_example(ctx, data, rule, on_kinks=rule.subgradients)
     tangents = draw_tangents(data, rule, example, ctx.dtype)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     header = steps.heading(ctx, rule, ADJOINT, example)
@@ -91,14 +91,24 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
 
     obtained = _pair(tangents, pulled.obtained)
     failures, ratios = [], [0.0]
+    sides = judging.kink_sides(rule, high) if rule.subgradients else None
+    slack = 0.0
     if rule.reference is not None:
         scale = sum(float(np.vdot(np.abs(t), s)) for t, s in zip(tangents, pulled.scales()))
         forward = float(truth["jvp"])
+        if sides is not None:
+            # Any value between the one-sided directional derivatives is valid.
+            with num.truth_mode():
+                values = [forward] + [
+                    float(kernels.adjoint_kernel(rule)(side, tangents, np.asarray(cotangent, np.float64), step)["jvp"])
+                    for side in sides
+                ]
+            forward, slack = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
         autodiff = _pair(tangents, pulled.autodiff)
         usable = scale > 0 and np.isfinite(autodiff) and not ambiguous
         autodiff_error = abs(autodiff - forward) / scale if usable else 0.0
-        tolerance = judging.tolerance(ctx, autodiff_error)
-        bound = float(tolerance.bound(np.float64(scale)))
+        tolerance = judging.tolerance(ctx, autodiff_error if sides is None else 0.0)
+        bound = float(tolerance.bound(np.float64(scale))) + slack
         ratios.append(_ratio(obtained, forward, bound))
         if not abs(obtained - forward) <= bound:
             failures.append(scalar_details(
@@ -113,7 +123,9 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
         tolerance = judging.tolerance(ctx, 0.0)
         bound = float(tolerance.bound(np.float64(scale)))
 
-    failure, ratio = _judge_finite_differences(ctx, truth, obtained, scale, bound, step)
+    # Central differences across a kink measure neither side, so they judge only
+    # examples off the kinks.
+    failure, ratio = (None, 0.0) if sides is not None else _judge_finite_differences(ctx, truth, obtained, scale, bound, step)
     ratios.append(ratio)
     if failure:
         failures.append(failure)
@@ -272,7 +284,7 @@ def _matrix_inputs(rule: Rule) -> list[int]:
 
 def _flattening(ctx: Context, data: DataObject) -> None:
     rule = steps.bind(ctx, data, ctx.rule)
-    example = steps.draw_example(ctx, data, rule)
+    example = steps.draw_example(ctx, data, rule, on_kinks=rule.subgradients)
     cotangent = draw_cotangent(data, example.output_shape, ctx.dtype)
     header = steps.heading(ctx, rule, FLATTENING, example)
     steps.require_structure(ctx, rule, example, cotangent, header)
@@ -292,10 +304,24 @@ def _flattening(ctx: Context, data: DataObject) -> None:
     positions = [rule.float_inputs.index(i) for i in matrices]
     scales = pulled.scales()
     autodiff = None if ambiguous else [pulled.autodiff[p] for p in positions]
+    slack = None
+    sides = judging.kink_sides(rule, high) if rule.subgradients else None
+    if sides is not None:
+        # The explicit Jacobian on each side of the kink bounds the valid cotangents.
+        with num.truth_mode():
+            candidates = [expected] + [
+                [kernels.flattening_kernel(rule, i)(side, np.asarray(cotangent, np.float64)) for i in matrices]
+                for side in sides
+            ]
+        stacks = [np.stack([np.asarray(c[k], np.float64) for c in candidates]) for k in range(len(matrices))]
+        expected = [(s.max(0) + s.min(0)) / 2 for s in stacks]
+        slack = [(s.max(0) - s.min(0)) / 2 for s in stacks]
+        autodiff = None
     failures, worst = judging.cotangent_failures(
         ctx, rule, [pulled.obtained[p] for p in positions], expected,
         [scales[p] for p in positions], autodiff, matrices,
         diagnose=steps.diagnoser(ctx, rule, example, cotangent, pulled),
+        slack=slack,
     )
     steps.settle(ctx, header, failures, worst, ambiguous, example)
 

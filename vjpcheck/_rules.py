@@ -157,8 +157,12 @@ class Rule:
         location: str | None = None,
         arg_names: Sequence[str] | None = None,
         second_order: bool = False,
+        subgradients: bool = False,
     ) -> None:
         self.primal = primal
+        # Whether to draw inputs on declared kink points and accept any cotangent between
+        # the one-sided derivatives there, instead of keeping inputs off the kinks.
+        self.subgradients = bool(subgradients)
         # Whether the backward rule is meant to be differentiable itself.
         self.second_order = bool(second_order)
         self.kind = kind
@@ -276,6 +280,8 @@ class Rule:
         return index
 
     def _build_kinks(self, kinks: Any) -> dict[int, tuple[float, ...]]:
+        # Inputs whose elements must not tie with each other (max, sort, top-k).
+        self.ties: set[int] = set()
         if kinks is None:
             return {}
         if not isinstance(kinks, Mapping):
@@ -287,8 +293,19 @@ class Rule:
                     f"rule {self.name!r}: kinks name {name!r}, which is not an argument; "
                     f"the arguments are {list(self.arg_names)}."
                 )
-            if isinstance(points, (int, float)):
+            if isinstance(points, (int, float, str)):
                 points = (points,)
+            if "ties" in points:
+                self.ties.add(self.arg_names.index(name))
+                points = tuple(p for p in points if p != "ties")
+                if not points:
+                    continue
+            if any(isinstance(p, str) for p in points):
+                raise InvalidSpec(
+                    f"rule {self.name!r}: kinks[{name!r}] = {kinks[name]!r}: use numbers, the "
+                    "points where the op is not differentiable, or 'ties' for an op such as "
+                    "max that is not differentiable where two elements are equal."
+                )
             values = tuple(float(p) for p in points)
             if not all(math.isfinite(p) for p in values):
                 raise InvalidSpec(
@@ -530,7 +547,11 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
       reference: the function to differentiate with JAX as the truth (default: the
         primal itself), or None when JAX cannot differentiate it.
       kinks: points where the op is not differentiable, such as ``[0.0]`` for ReLU,
-        for the data input or as a mapping from argument name to points.
+        for the data input or as a mapping from argument name to points; ``"ties"``
+        marks an input whose elements must not be equal (max, sort).
+      subgradients: draw inputs on the kink points too, and accept there any cotangent
+        between the one-sided derivatives (for ops that act elementwise on the kinked
+        input, such as ReLU and abs).
       data: the argument that receives the previous rule's output in a chain
         (default: the first real-valued argument).
       output: a spec for the output's values, such as ``positive()`` for softmax.
@@ -613,7 +634,7 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
 
 _OPTIONS = (
     "name", "specs", "reference", "kinks", "data", "output", "dtypes", "rtol", "atol", "registry",
-    "second_order",
+    "second_order", "subgradients",
 )
 
 

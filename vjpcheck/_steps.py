@@ -41,10 +41,17 @@ def bind(ctx: Context, data: DataObject, rule: Rule) -> Rule:
 
 
 def draw_example(
-    ctx: Context, data: DataObject, rule: Rule, widen: float = 1.0, sizes: dict[str, int] | None = None, suffix: str = ""
+    ctx: Context,
+    data: DataObject,
+    rule: Rule,
+    widen: float = 1.0,
+    sizes: dict[str, int] | None = None,
+    suffix: str = "",
+    on_kinks: bool = False,
 ) -> Example:
     example = draw_primals(
-        data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen, sizes=sizes, suffix=suffix
+        data, rule, ctx.dtype, ctx.shapes, on_give_up=ctx.stats.note_discard, widen=widen,
+        sizes=sizes, suffix=suffix, on_kinks=on_kinks,
     )
     ctx.stats.current = (rule.arg_names, example.primals)
     return example
@@ -172,6 +179,16 @@ def diagnoser(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray,
     return diagnose
 
 
+def subgradients(rule: Rule, example: Example, cotangent: np.ndarray, pulled: kernels.Pullbacks):
+    """For a rule that accepts subgradients, the interval of valid cotangents at the
+    example's kink points, as (midpoints, half-widths); None otherwise."""
+    if not rule.subgradients or isinstance(rule, Chain) or pulled.expected is None:
+        return None
+    with num.truth_mode():
+        high = num.cast_floats(example.primals, np.float64)
+    return judging.subgradient_interval(rule, high, cotangent, pulled.expected)
+
+
 def compare_with_autodiff(
     ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, prop: Named,
     extra: str = "", judge_overflow: bool = False,
@@ -185,10 +202,15 @@ def compare_with_autodiff(
     pulled = pullbacks(ctx, rule, example, cotangent, judge_overflow)
     ambiguous = judging.at_kink(pulled)
     output_text, output_ratio = judging.output_failure(ctx, pulled)
+    expected, slack = pulled.expected, None
+    interval = subgradients(rule, example, cotangent, pulled)
+    if interval is not None:
+        expected, slack = interval
     failures, worst = judging.cotangent_failures(
-        ctx, rule, pulled.obtained, pulled.expected, pulled.scales(),
-        None if ambiguous else pulled.autodiff, rule.float_inputs,
+        ctx, rule, pulled.obtained, expected, pulled.scales(),
+        None if ambiguous or interval is not None else pulled.autodiff, rule.float_inputs,
         diagnose=diagnoser(ctx, rule, example, cotangent, pulled),
+        slack=slack,
     )
     if output_text:
         failures.insert(0, output_text)

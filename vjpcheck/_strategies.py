@@ -131,6 +131,19 @@ def keep_off_kinks(array: np.ndarray, kinks: Sequence[float], margin: float) -> 
     return values.astype(array.dtype)
 
 
+def keep_apart(array: np.ndarray, margin: float) -> np.ndarray:
+    """Spread tied or nearly tied elements so that any two differ by at least ``margin``."""
+    values = np.asarray(array, np.float64)
+    flat = values.ravel()
+    order = np.argsort(flat, kind="stable")
+    spread = flat[order].copy()
+    for k in range(1, spread.size):
+        spread[k] = max(spread[k], spread[k - 1] + margin)
+    result = np.empty_like(flat)
+    result[order] = spread
+    return result.reshape(values.shape).astype(array.dtype)
+
+
 @_cache
 def index_arrays(shape: tuple[int, ...], size: int) -> SearchStrategy[np.ndarray]:
     return hnp.arrays(np.int32, shape, elements=st.integers(0, size - 1))
@@ -146,15 +159,27 @@ def kinked_arrays(spec: Spec, shape: tuple[int, ...], dtype: np.dtype, kinks: tu
 
 
 def primal_strategy(
-    rule: Rule, index: int, shape: tuple[int, ...], dtype: np.dtype, sizes: dict[str, int], widen: float = 1.0
+    rule: Rule,
+    index: int,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    sizes: dict[str, int],
+    widen: float = 1.0,
+    on_kinks: bool = False,
 ) -> SearchStrategy:
+    """Return the strategy for argument ``index``; ``on_kinks`` keeps values that fall
+    on declared kink points there instead of moving them off."""
     spec = rule.specs[index].widened(widen) if widen != 1.0 else rule.specs[index]
     if isinstance(spec, Index):
         return index_arrays(shape, sizes[spec.dim])
+    strategy = float_arrays(spec, shape, dtype)
     kinks = rule.kinks.get(index)
-    if kinks:
-        return kinked_arrays(spec, shape, dtype, kinks)
-    return float_arrays(spec, shape, dtype)
+    if kinks and not on_kinks:
+        strategy = kinked_arrays(spec, shape, dtype, kinks)
+    if index in rule.ties:
+        margin = kink_margin(spec)
+        strategy = strategy.map(lambda array: keep_apart(array, margin))
+    return strategy
 
 
 def draw_example(
@@ -166,6 +191,7 @@ def draw_example(
     widen: float = 1.0,
     sizes: dict[str, int] | None = None,
     suffix: str = "",
+    on_kinks: bool = False,
 ) -> Example:
     """Draw core sizes, then every primal, each under its argument's name.
 
@@ -179,7 +205,7 @@ def draw_example(
     input_shapes, output_shape = rule.signature.shapes(sizes)
     primals = []
     for i, (name, shape) in enumerate(zip(rule.arg_names, input_shapes)):
-        strategy = primal_strategy(rule, i, shape, dtype, sizes, widen)
+        strategy = primal_strategy(rule, i, shape, dtype, sizes, widen, on_kinks)
         try:
             primals.append(data.draw(strategy, label=name + suffix))
         except StopTest:
