@@ -69,3 +69,17 @@ def test_loss_gradient_uses_hand_rules():
     expected = jax.grad(two_layer.reference_loss)(params, x, label)
     for name in params:
         np.testing.assert_allclose(obtained[name], expected[name], rtol=1e-5, atol=1e-6)
+
+
+def test_wrong_softmax_example_diagnosed():
+    # The README's failure example: its diagnosis line must stay as printed there.
+    from examples import wrong_softmax
+
+    rule = wrong_softmax.wrong_softmax
+    vc.default_registry.remove(rule)  # keep this wrong rule out of other tests' chains
+    with pytest.raises(vc.RuleMismatch) as info:
+        vc.check(rule, properties=["matches_autodiff"], dtypes=["float32"], pool=[rule])
+    assert (
+        "Diagnosis: the cotangent for 'z' uses only the diagonal of the Jacobian: the off-diagonal "
+        "terms (how each output depends on the other inputs) are missing." in str(info.value)
+    )
