@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import strategies as st
 
 import vjpcheck as vc
 
@@ -364,6 +365,28 @@ def test_flattening_catches_transpose_on_square(registry):
     text = failure_text(rule, "flattening")
     assert "failed property 'flattening'" in text
     assert "Cotangent for 'W' (input 0)" in text
+
+
+def test_flattening_tolerates_forward_mode_underflow(registry):
+    # Logits (0, 72, -576) for label 0: the cotangent for W[2, 0] is s_2 * 72, about
+    # 2e-280, which jax.vjp computes. The forward-mode Jacobian multiplies s_0 (5e-32)
+    # by s_2 (3e-282), which flushes to zero, so that route gives -0. The difference is
+    # the truth's own error, and must not fail the correct rule.
+    hidden = 72.0
+    fixed = vc.array_strategy(lambda shape, dtype: st.just(np.array([[0.0], [1.0], [-8.0]], dtype)))
+
+    @vc.rule("(3,1)->()", specs={"W": fixed}, registry=registry, name="nll_label0")
+    def nll_label0(W):
+        return -jnp.log(jax.nn.softmax(W @ jnp.full((1,), hidden, W.dtype))[0])
+
+    @nll_label0.vjp
+    def _(W, out, g):
+        h = jnp.full((1,), hidden, W.dtype)
+        s = jax.nn.softmax(W @ h)
+        return (jnp.outer(g * (s - jax.nn.one_hot(0, 3, dtype=s.dtype)), h),)
+
+    report = check_one(nll_label0, "flattening", dtypes=["float64"], max_examples=5)
+    assert report.results[0].outcome == "passed"
 
 
 def test_flattening_not_applicable_without_matrix(registry):
