@@ -593,6 +593,41 @@ def test_determinism_catches_python_state(registry):
     assert "Two calls of bwd on the same residuals, cotangent for 'x' (input 0): the two calls differ" in text
 
 
+def make_residual_sin(registry, through_global):
+    saved = {}
+
+    @vc.rule("(n)->(n)", registry=registry, name="residual_sin")
+    def residual_sin(x):
+        return jnp.sin(x)
+
+    @residual_sin.fwd
+    def _(x):
+        saved["x"] = x
+        return jnp.sin(x), (x,)
+
+    @residual_sin.bwd
+    def _(residuals, g):
+        x = saved["x"] if through_global else residuals[0]
+        return (jnp.cos(x) * g,)
+
+    return residual_sin
+
+
+def test_determinism_passes_residual_rule(registry):
+    check_one(make_residual_sin(registry, through_global=False), "determinism")
+
+
+def test_determinism_catches_state_between_fwd_and_bwd(registry):
+    # bwd reads x from a global that the latest fwd wrote, which is right when each fwd
+    # is followed by its own bwd and wrong in a network's backward pass.
+    text = failure_text(make_residual_sin(registry, through_global=True), "determinism")
+    assert (
+        "bwd on the same residuals before and after a forward pass on other inputs, cotangent "
+        "for 'x' (input 0): the two calls differ" in text
+    )
+    assert "pass every value bwd needs from fwd in the residuals" in text
+
+
 def test_second_order_passes_differentiable_rule(registry):
     rule = make_scale(registry, lambda x, g: 3 * g, second_order=True)
     check_one(rule, "second_order")

@@ -114,22 +114,45 @@ def determinism(ctx: Context, data: DataObject) -> None:
     rule = steps.bind(ctx, data, ctx.rule)
     example = steps.draw_example(ctx, data, rule)
     u = draw_cotangent(data, example.output_shape, ctx.dtype)
+    # A second input of the same shapes, whose forward pass runs between the calls of
+    # bwd: a rule that passes values from fwd to bwd outside its residuals (a global
+    # that fwd writes and bwd reads) then back-propagates the wrong input.
+    other = steps.draw_example(ctx, data, rule, sizes=example.sizes, suffix=" for a second forward pass")
     header = steps.heading(ctx, rule, ctx.prop, example)
     steps.require_structure(ctx, rule, example, u, header)
 
-    low = _low(ctx, example.primals)
+    low, other_low = _low(ctx, example.primals), _low(ctx, other.primals)
+    g = np.asarray(u).astype(ctx.dtype)
     with num.x64_mode(ctx.dtype):
         # Eagerly, so that Python-side state (a counter, a random draw) shows.
         _, backward = rule.raw_vjp(*low)
-        first = _floats(rule, backward(np.asarray(u).astype(ctx.dtype)), low)
-        second = _floats(rule, backward(np.asarray(u).astype(ctx.dtype)), low)
-    failures = [
+        first = _floats(rule, backward(g), low)
+        second = _floats(rule, backward(g), low)
+        rule.raw_vjp(*other_low)
+        third = _floats(rule, backward(g), low)
+
+    failures = _differences(rule, "Two calls of bwd on the same residuals, cotangent", first, second)
+    if not failures:
+        failures = _differences(
+            rule, "bwd on the same residuals before and after a forward pass on other inputs, cotangent",
+            first, third,
+        )
+        if failures:
+            failures.append(
+                "The rule's backward pass depends on the latest forward pass, not on its own "
+                "residuals: pass every value bwd needs from fwd in the residuals, not through "
+                "a global or an attribute."
+            )
+    steps.settle(ctx, header, failures, 0.0, ambiguous=False)
+
+
+def _differences(rule: Rule, what: str, first: list[np.ndarray], second: list[np.ndarray]) -> list[str]:
+    return [
         f"{label}: the two calls differ in {int(np.sum(~_same(x, y)))} of {x.size} elements; "
         f"first {_first_difference(x, y)}."
-        for label, x, y in zip(_labels(rule, "Two calls of bwd on the same residuals, cotangent"), first, second)
+        for label, x, y in zip(_labels(rule, what), first, second)
         if not np.all(_same(x, y))
     ]
-    steps.settle(ctx, header, failures, 0.0, ambiguous=False)
 
 
 def _floats(rule: Rule, returned: Sequence[Any], primals: Sequence[Any]) -> list[np.ndarray]:

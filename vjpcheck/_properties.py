@@ -461,7 +461,8 @@ TRANSFORMS = Property(
 )
 DETERMINISM = Property(
     "determinism",
-    "two calls of the backward rule on the same residuals give identical cotangents.",
+    "two calls of the backward rule on the same residuals give identical cotangents, "
+    "also when a forward pass on other inputs runs between them.",
     contracts.determinism,
     _always,
 )
