@@ -28,6 +28,7 @@ from vjpcheck._diagnosis import shape_hint
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._report import short_array
 from vjpcheck._rules import Rule
+from vjpcheck._trees import tuple_problems
 
 _CACHE_SIZE = 4096
 
@@ -598,42 +599,34 @@ def _sizes_of(rule: Rule, args: Sequence[Any]) -> dict[str, int]:
 
 def returned_problems(rule: Rule, primals: Sequence[Any], returned: Any) -> list[str]:
     """List what is wrong with the (abstract) value that a backward rule returned."""
-    n = len(rule.arg_names)
-    names = ", ".join(rule.arg_names)
-    cotangents = "cotangent" if n == 1 else "cotangents"
-    if isinstance(returned, list):
-        return [f"the backward rule returned a list; return a tuple of {n} {cotangents} ({names})."]
-    if not isinstance(returned, tuple):
-        what = short_array(returned) if hasattr(returned, "shape") else type(returned).__name__
-        return [
-            f"the backward rule returned a single {what}; return a tuple with one cotangent "
-            f"per input ({names}), such as (g,) for one input."
-        ]
-    if len(returned) != n:
-        returned_word = "cotangent" if len(returned) == 1 else "cotangents"
-        inputs = "input" if n == 1 else "inputs"
-        return [f"the backward rule returned {len(returned)} {returned_word} for {n} {inputs} ({names})."]
-    problems = []
-    for i, (name, spec, cotangent) in enumerate(zip(rule.arg_names, rule.specs, returned)):
-        primal = primals[i]
+    problems = tuple_problems(returned, rule.arg_names)
+    if problems:
+        return problems
+    for i, (spec, cotangent) in enumerate(zip(rule.specs, returned)):
         if cotangent is None:
             continue
-        label = f"cotangent for {name!r} (input {i})"
-        if not hasattr(cotangent, "shape"):
-            problems.append(f"{label} is a {type(cotangent).__name__}; expected an array.")
-            continue
-        if spec.kind == "index":
-            if np.dtype(cotangent.dtype) != jax.dtypes.float0 or cotangent.shape != np.shape(primal):
-                problems.append(
-                    f"{label} is {short_array(cotangent)}; an integer input takes None or a "
-                    f"float0 array of shape {np.shape(primal)}."
-                )
-            continue
-        if cotangent.shape != np.shape(primal) or np.dtype(cotangent.dtype) != np.asarray(primal).dtype:
-            problem = (
-                f"{label} is {short_array(cotangent)}; expected {short_array(primal)}, "
-                "the shape and dtype of the input."
-            )
-            hint = shape_hint(tuple(cotangent.shape), tuple(np.shape(primal)))
-            problems.append(f"{problem} {hint}" if hint else problem)
+        problem = _leaf_problem(f"cotangent for {rule.input_label(i)}", spec, primals[i], cotangent)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _leaf_problem(label: str, spec: Any, primal: Any, cotangent: Any) -> str | None:
+    """Say what is wrong with the cotangent for one array input, or return None."""
+    if not hasattr(cotangent, "shape"):
+        return f"{label} is a {type(cotangent).__name__}; expected an array."
+    if spec.kind == "index":
+        if np.dtype(cotangent.dtype) != jax.dtypes.float0 or cotangent.shape != np.shape(primal):
+            return (
+                f"{label} is {short_array(cotangent)}; an integer input takes None or a "
+                f"float0 array of shape {np.shape(primal)}."
+            )
+        return None
+    if cotangent.shape != np.shape(primal) or np.dtype(cotangent.dtype) != np.asarray(primal).dtype:
+        problem = (
+            f"{label} is {short_array(cotangent)}; expected {short_array(primal)}, "
+            "the shape and dtype of the input."
+        )
+        hint = shape_hint(tuple(cotangent.shape), tuple(np.shape(primal)))
+        return f"{problem} {hint}" if hint else problem
+    return None

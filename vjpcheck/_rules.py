@@ -211,29 +211,15 @@ class Rule:
     # -- declaration -------------------------------------------------------------
 
     def _infer_arg_names(self, n_static: int = 0) -> tuple[str, ...]:
-        n_inputs = len(self.signature.inputs) + n_static
-        try:
-            parameters = list(inspect.signature(self.primal).parameters.values())
-        except (TypeError, ValueError):
-            return tuple(f"arg{i}" for i in range(n_inputs))
-        positional = [
-            p for p in parameters
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
-        required = [p for p in positional if p.default is p.empty]
-        if len(required) > n_inputs or (len(positional) < n_inputs and not takes_varargs):
-            names = ", ".join(p.name for p in positional) or "no positional parameters"
-            statics = f" and {n_static} static argument(s)" if n_static else ""
-            raise InvalidSpec(
-                f"rule {self.name!r}: signature {self.signature.text!r} declares "
-                f"{len(self.signature.inputs)} array input(s){statics}, but the function "
-                f"takes ({names}). Write one parenthesised group per array argument, and "
-                "give each static argument a vjpcheck.static(...) spec."
-            )
-        names = [p.name for p in positional[:n_inputs]]
-        names += [f"arg{i}" for i in range(len(names), n_inputs)]
-        return tuple(names)
+        statics = f" and {n_static} static argument(s)" if n_static else ""
+        return parameter_names(
+            self.primal,
+            len(self.signature.inputs) + n_static,
+            f"rule {self.name!r}: signature {self.signature.text!r} declares "
+            f"{len(self.signature.inputs)} array input(s){statics}",
+            "Write one parenthesised group per array argument, and give each static "
+            "argument a vjpcheck.static(...) spec.",
+        )
 
     def _build_specs(self, specs: Mapping[str, Any] | None) -> tuple[Spec, ...]:
         specs = dict(specs or {})
@@ -520,6 +506,18 @@ class Rule:
     def float_inputs(self) -> tuple[int, ...]:
         return tuple(i for i, s in enumerate(self.specs) if s.kind == "float")
 
+    def input_label(self, i: int) -> str:
+        """Name input ``i`` in reports, as "'W' (input 0)"."""
+        return f"{self.arg_names[i]!r} (input {i})"
+
+    def backward_functions(self) -> list[Callable | None]:
+        """Return the functions that make up the backward rule, to tell in an error
+        report whether the backward rule raised."""
+        return [
+            self._vjp, self._fwd, self._bwd,
+            getattr(self.primal, "fwd", None), getattr(self.primal, "bwd", None),
+        ]
+
     def describe_signature(self) -> str:
         args = ", ".join(
             f"{name}{format_core_shape(core)}"
@@ -636,6 +634,31 @@ _OPTIONS = (
     "name", "specs", "reference", "kinks", "data", "output", "dtypes", "rtol", "atol", "registry",
     "second_order", "subgradients",
 )
+
+
+def parameter_names(fn: Callable, count: int, declared: str, fix: str) -> tuple[str, ...]:
+    """Return the names of ``fn``'s first ``count`` positional parameters.
+
+    Names that ``fn`` does not reveal (a builtin, or positions taken by ``*args``) are
+    ``arg0``, ``arg1`` and so on. Raises InvalidSpec, as "{declared}, but the function
+    takes (...). {fix}", when ``fn`` cannot take ``count`` positional arguments.
+    """
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(f"arg{i}" for i in range(count))
+    positional = [
+        p for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > count or (len(positional) < count and not takes_varargs):
+        names = ", ".join(p.name for p in positional) or "no positional parameters"
+        raise InvalidSpec(f"{declared}, but the function takes ({names}). {fix}")
+    names = [p.name for p in positional[:count]]
+    names += [f"arg{i}" for i in range(len(names), count)]
+    return tuple(names)
 
 
 def _check_options(options: Mapping[str, Any], where: str) -> None:
