@@ -17,6 +17,7 @@ import numpy as np
 
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._specs import Index, Real, Signature, Spec, Static, format_core_shape, to_spec
+from vjpcheck._trees import TreeSignature
 
 SUPPORTED_DTYPES = (
     np.dtype(np.float32),
@@ -533,12 +534,14 @@ class Rule:
 # Decorators
 
 
-def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
+def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable], Rule]:
     """Declare an op and its hand-written VJP rule, to be checked by `check`.
 
     Args:
       signature: gufunc-style core shapes of the inputs and the output, such as
         ``"(h,d),(d),(h)->(h)"``. Differently named dimensions get different sizes.
+        For arguments that are pytrees, pass a `tree_signature`; options then name
+        leaves by key path, as ``"params['W']"``, or whole arguments.
       name: the rule's name in reports and the registry (default: the function's name).
       specs: a mapping from argument name to a spec (`real`, `positive`, `index`,
         `elements`, `array_strategy`) or a Hypothesis strategy of floats.
@@ -574,14 +577,15 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
     def declare(fn: Callable) -> Rule:
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
+        rule_class = _rule_class(signature)
         if isinstance(fn, jax.custom_vjp):
             _check_nondiff(fn, options)
-            return Rule(fn, signature, kind="custom_vjp", **options)
+            return rule_class(fn, signature, kind="custom_vjp", **options)
         if isinstance(fn, jax.custom_jvp):
-            return Rule(fn, signature, kind="autodiff", **options)
+            return rule_class(fn, signature, kind="autodiff", **options)
         if not callable(fn):
             raise InvalidSpec(f"@vjpcheck.rule decorates a function, not {fn!r}.")
-        return Rule(fn, signature, kind="vjp", **options)
+        return rule_class(fn, signature, kind="vjp", **options)
 
     def decorate(fn: Callable) -> Rule:
         name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
@@ -597,13 +601,14 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
     return decorate
 
 
-def register(fn: Callable, signature: str, **options: Any) -> Rule:
+def register(fn: Callable, signature: str | TreeSignature, **options: Any) -> Rule:
     """Register an existing differentiable function so that `check` can test its rule.
 
     ``fn`` may be a `jax.custom_vjp` or `jax.custom_jvp` function (the reference
     defaults to its undecorated ``fun``) or any function JAX can differentiate, such
-    as ``jax.nn.softmax``, in which case ``reference=`` is required. Options are those
-    of `rule`.
+    as ``jax.nn.softmax``, in which case ``reference=`` is required. For a function
+    whose arguments are pytrees, ``signature`` is a `tree_signature`. Options are
+    those of `rule`.
 
     >>> import jax, jax.numpy as jnp
     >>> softmax = register(
@@ -620,7 +625,7 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
             raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
         kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
         _check_nondiff(fn, options)
-        return Rule(fn, signature, kind=kind, **options)
+        return _rule_class(signature)(fn, signature, kind=kind, **options)
 
     name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
     return deferred(declare, name, options["location"], options.get("registry"))
@@ -671,6 +676,15 @@ def _check_options(options: Mapping[str, Any], where: str) -> None:
             f"{where}() got an unknown option {key!r}.{suggestion} The options are "
             f"{', '.join(_OPTIONS)}."
         )
+
+
+def _rule_class(signature: Any) -> type[Rule]:
+    if isinstance(signature, TreeSignature):
+        # Imported here because TreeRule subclasses Rule, so its module imports this one.
+        from vjpcheck._tree_rules import TreeRule
+
+        return TreeRule
+    return Rule
 
 
 def _check_nondiff(fn: Any, options: Mapping[str, Any]) -> None:

@@ -160,7 +160,7 @@ def _check_leaf(index: int, path: KeyPath, leaf: Any) -> str:
             if isinstance(leaf, int) else ""
         )
         raise InvalidSpec(
-            f"tree_signature(): {where} is {leaf!r}, a {type(leaf).__name__}; each leaf "
+            f"tree_signature(): {where} is {leaf!r} of type {type(leaf).__name__}; each leaf "
             f"must be a core shape string such as '(h,d)', or '()' for a scalar.{hint}"
         )
     if "->" in leaf:
