@@ -176,12 +176,13 @@ def test_specs_by_key_path_reach_the_leaf(registry):
 
     check_one(scaled, "matches_autodiff", max_examples=10)
     assert scales
-    # The float64 truth moves inputs by a few epsilons to measure its sensitivity.
-    assert min(float(np.min(s)) for s in scales) >= 0.5 * (1 - 1e-6)
-    assert max(float(np.max(s)) for s in scales) <= 2.0 * (1 + 1e-6)
+    # The truth also runs on inputs moved by 4 float32 epsilons times their largest
+    # element, to measure its sensitivity, so values may leave the range by that much.
+    assert min(float(np.min(s)) for s in scales) >= 0.5 - 1e-5
+    assert max(float(np.max(s)) for s in scales) <= 2.0 + 1e-5
 
 
-def test_argument_spec_applies_to_leaves_and_leaf_spec_wins(registry):
+def test_argument_spec_and_leaf_override(registry):
     affine = make_affine(
         registry, correct_affine_backward,
         specs={"params": vc.positive(1.0, 2.0), "params['b']": vc.real(-1.0, -0.5)},
@@ -554,7 +555,7 @@ def test_error_in_backward_rule_is_blamed_on_it(registry):
     assert "Draw 2 (params['W']):" in message
 
 
-def test_error_in_custom_vjp_bwd_is_blamed_on_rule(registry):
+def test_custom_vjp_bwd_error_blamed(registry):
     @jax.custom_vjp
     def affine(params, x):
         return params["W"] @ x + params["b"]
