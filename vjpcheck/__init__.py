@@ -49,6 +49,7 @@ _EXPORTS = {
     "spd": "vjpcheck._specs",
     "static": "vjpcheck._specs",
     "unit_vector": "vjpcheck._specs",
+    "tree_signature": "vjpcheck._trees",
 }
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ if TYPE_CHECKING:
     from vjpcheck._specs import spd as spd
     from vjpcheck._specs import static as static
     from vjpcheck._specs import unit_vector as unit_vector
+    from vjpcheck._trees import tree_signature as tree_signature
 
 __all__ = [
     "PROPERTIES",
@@ -103,6 +105,7 @@ __all__ = [
     "rule",
     "spd",
     "static",
+    "tree_signature",
     "unit_vector",
 ]
 

@@ -74,7 +74,7 @@ def _compare(ctx: Context, rule: Rule, labels: Sequence[str], obtained, expected
 
 
 def _labels(rule: Rule, what: str) -> list[str]:
-    return [f"{what} for {rule.arg_names[i]!r} (input {i})" for i in rule.float_inputs]
+    return [f"{what} for {rule.input_label(i)}" for i in rule.float_inputs]
 
 
 # ----------------------------------------------------------------------------------

@@ -84,9 +84,7 @@ def _rule_functions(rule: Rule) -> list[Callable | None]:
     links = getattr(rule, "links", (rule,))
     functions: list[Callable | None] = []
     for link in links:
-        functions += [link._vjp, link._fwd, link._bwd]
-        primal = link.primal
-        functions += [getattr(primal, "fwd", None), getattr(primal, "bwd", None)]
+        functions += link.backward_functions()
     return functions
 
 

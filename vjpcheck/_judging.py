@@ -91,7 +91,7 @@ def cotangent_failures(
         comparison = num.compare(obtained[k], truth, bound)
         worst = max(worst, comparison.worst_ratio)
         if comparison.count:
-            label = f"Cotangent for {rule.arg_names[i]!r} (input {i})"
+            label = f"Cotangent for {rule.input_label(i)}"
             text = mismatch_details(label, comparison, chosen)
             if diagnose is not None:
                 text += f"\nDiagnosis: {diagnose(i, comparison.obtained, truth)}"

@@ -28,6 +28,8 @@ from vjpcheck._diagnosis import shape_hint
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._report import short_array
 from vjpcheck._rules import Rule
+from vjpcheck._tree_rules import TreeRule
+from vjpcheck._trees import describe, match_cotangent, tuple_problems
 
 _CACHE_SIZE = 4096
 
@@ -541,15 +543,24 @@ def _trace_structure(rule, primals, cotangent, dtype, output_shape) -> list[str]
     if isinstance(rule, Chain):
         return _chain_structure(rule, primals, dtype)
 
+    # A tree rule's cotangents are judged as the rule returns them, before flattening.
+    raw_vjp = rule.raw_tree_vjp if isinstance(rule, TreeRule) else rule.raw_vjp
+
     def run(p, g):
-        out, backward = rule.raw_vjp(*p)
+        out, backward = raw_vjp(*p)
         return out, backward(g)
 
     with num.x64_mode(dtype):
         # The forward pass alone first: a signature that misstates the output shape
         # makes the backward rule fail with a shape error of JAX's that hides the cause.
-        out = jax.eval_shape(lambda p: rule.raw_vjp(*p)[0], tuple(primals))
-        if not hasattr(out, "shape") or tuple(out.shape) != tuple(output_shape):
+        out = jax.eval_shape(lambda p: raw_vjp(*p)[0], tuple(primals))
+        if not hasattr(out, "shape"):
+            raise InvalidSpec(
+                f"rule {rule.name!r}: the op returned {describe(out)}, but vjpcheck checks "
+                "ops that return a single array. Return one array, for example by joining "
+                "the results with jnp.concatenate or jnp.stack, or declare one rule per output."
+            )
+        if tuple(out.shape) != tuple(output_shape):
             raise InvalidSpec(
                 f"rule {rule.name!r}: the op returned {short_array(out)} but signature "
                 f"{rule.signature.text!r} gives the output shape {tuple(output_shape)} for "
@@ -598,42 +609,54 @@ def _sizes_of(rule: Rule, args: Sequence[Any]) -> dict[str, int]:
 
 def returned_problems(rule: Rule, primals: Sequence[Any], returned: Any) -> list[str]:
     """List what is wrong with the (abstract) value that a backward rule returned."""
-    n = len(rule.arg_names)
-    names = ", ".join(rule.arg_names)
-    cotangents = "cotangent" if n == 1 else "cotangents"
-    if isinstance(returned, list):
-        return [f"the backward rule returned a list; return a tuple of {n} {cotangents} ({names})."]
-    if not isinstance(returned, tuple):
-        what = short_array(returned) if hasattr(returned, "shape") else type(returned).__name__
-        return [
-            f"the backward rule returned a single {what}; return a tuple with one cotangent "
-            f"per input ({names}), such as (g,) for one input."
-        ]
-    if len(returned) != n:
-        returned_word = "cotangent" if len(returned) == 1 else "cotangents"
-        inputs = "input" if n == 1 else "inputs"
-        return [f"the backward rule returned {len(returned)} {returned_word} for {n} {inputs} ({names})."]
-    problems = []
-    for i, (name, spec, cotangent) in enumerate(zip(rule.arg_names, rule.specs, returned)):
-        primal = primals[i]
+    if isinstance(rule, TreeRule):
+        return _tree_returned_problems(rule, primals, returned)
+    problems = tuple_problems(returned, rule.arg_names)
+    if problems:
+        return problems
+    for i, (spec, cotangent) in enumerate(zip(rule.specs, returned)):
         if cotangent is None:
             continue
-        label = f"cotangent for {name!r} (input {i})"
-        if not hasattr(cotangent, "shape"):
-            problems.append(f"{label} is a {type(cotangent).__name__}; expected an array.")
-            continue
-        if spec.kind == "index":
-            if np.dtype(cotangent.dtype) != jax.dtypes.float0 or cotangent.shape != np.shape(primal):
-                problems.append(
-                    f"{label} is {short_array(cotangent)}; an integer input takes None or a "
-                    f"float0 array of shape {np.shape(primal)}."
-                )
-            continue
-        if cotangent.shape != np.shape(primal) or np.dtype(cotangent.dtype) != np.asarray(primal).dtype:
-            problem = (
-                f"{label} is {short_array(cotangent)}; expected {short_array(primal)}, "
-                "the shape and dtype of the input."
-            )
-            hint = shape_hint(tuple(cotangent.shape), tuple(np.shape(primal)))
-            problems.append(f"{problem} {hint}" if hint else problem)
+        problem = _leaf_problem(f"cotangent for {rule.input_label(i)}", spec, primals[i], cotangent)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _tree_returned_problems(rule: TreeRule, primals: Sequence[Any], returned: Any) -> list[str]:
+    problems = tuple_problems(returned, rule.tree_names)
+    if problems:
+        return problems
+    trees = rule.tree_signature.unflatten(primals)
+    first = 0
+    for i, (name, tree, cotangent) in enumerate(zip(rule.tree_names, trees, returned)):
+        count = len(rule.tree_signature.paths[i])
+        check_leaf = functools.partial(_tree_leaf_problem, rule.specs[first:first + count])
+        problems += match_cotangent(tree, cotangent, name, i, check_leaf)[1]
+        first += count
+    return problems
+
+
+def _tree_leaf_problem(specs: Sequence[Any], label: str, position: int, primal: Any, cotangent: Any) -> str | None:
+    return _leaf_problem(label, specs[position], primal, cotangent)
+
+
+def _leaf_problem(label: str, spec: Any, primal: Any, cotangent: Any) -> str | None:
+    """Say what is wrong with the cotangent for one array input, or return None."""
+    if not hasattr(cotangent, "shape"):
+        return f"{label} is a {type(cotangent).__name__}; expected an array."
+    if spec.kind == "index":
+        if np.dtype(cotangent.dtype) != jax.dtypes.float0 or cotangent.shape != np.shape(primal):
+            return (
+                f"{label} is {short_array(cotangent)}; an integer input takes None or a "
+                f"float0 array of shape {np.shape(primal)}."
+            )
+        return None
+    if cotangent.shape != np.shape(primal) or np.dtype(cotangent.dtype) != np.asarray(primal).dtype:
+        problem = (
+            f"{label} is {short_array(cotangent)}; expected {short_array(primal)}, "
+            "the shape and dtype of the input."
+        )
+        hint = shape_hint(tuple(cotangent.shape), tuple(np.shape(primal)))
+        return f"{problem} {hint}" if hint else problem
+    return None

@@ -254,7 +254,7 @@ def _finite_differences(ctx: Context, data: DataObject) -> None:
         judged = comparison.mismatched & ~doubtful
         if np.any(judged):
             comparison.mismatched = judged
-            label = f"Cotangent for {rule.arg_names[i]!r} (input {i}) against central differences"
+            label = f"Cotangent for {rule.input_label(i)} against central differences"
             failures.append(mismatch_details(label, comparison, tolerance))
         elif comparison.count:
             inconclusive = True

@@ -17,6 +17,7 @@ import numpy as np
 
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._specs import Index, Real, Signature, Spec, Static, format_core_shape, to_spec
+from vjpcheck._trees import TreeSignature
 
 SUPPORTED_DTYPES = (
     np.dtype(np.float32),
@@ -211,29 +212,15 @@ class Rule:
     # -- declaration -------------------------------------------------------------
 
     def _infer_arg_names(self, n_static: int = 0) -> tuple[str, ...]:
-        n_inputs = len(self.signature.inputs) + n_static
-        try:
-            parameters = list(inspect.signature(self.primal).parameters.values())
-        except (TypeError, ValueError):
-            return tuple(f"arg{i}" for i in range(n_inputs))
-        positional = [
-            p for p in parameters
-            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]
-        takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
-        required = [p for p in positional if p.default is p.empty]
-        if len(required) > n_inputs or (len(positional) < n_inputs and not takes_varargs):
-            names = ", ".join(p.name for p in positional) or "no positional parameters"
-            statics = f" and {n_static} static argument(s)" if n_static else ""
-            raise InvalidSpec(
-                f"rule {self.name!r}: signature {self.signature.text!r} declares "
-                f"{len(self.signature.inputs)} array input(s){statics}, but the function "
-                f"takes ({names}). Write one parenthesised group per array argument, and "
-                "give each static argument a vjpcheck.static(...) spec."
-            )
-        names = [p.name for p in positional[:n_inputs]]
-        names += [f"arg{i}" for i in range(len(names), n_inputs)]
-        return tuple(names)
+        statics = f" and {n_static} static argument(s)" if n_static else ""
+        return parameter_names(
+            self.primal,
+            len(self.signature.inputs) + n_static,
+            f"rule {self.name!r}: signature {self.signature.text!r} declares "
+            f"{len(self.signature.inputs)} array input(s){statics}",
+            "Write one parenthesised group per array argument, and give each static "
+            "argument a vjpcheck.static(...) spec.",
+        )
 
     def _build_specs(self, specs: Mapping[str, Any] | None) -> tuple[Spec, ...]:
         specs = dict(specs or {})
@@ -520,6 +507,18 @@ class Rule:
     def float_inputs(self) -> tuple[int, ...]:
         return tuple(i for i, s in enumerate(self.specs) if s.kind == "float")
 
+    def input_label(self, i: int) -> str:
+        """Name input ``i`` in reports, as "'W' (input 0)"."""
+        return f"{self.arg_names[i]!r} (input {i})"
+
+    def backward_functions(self) -> list[Callable | None]:
+        """Return the functions that make up the backward rule, to tell in an error
+        report whether the backward rule raised."""
+        return [
+            self._vjp, self._fwd, self._bwd,
+            getattr(self.primal, "fwd", None), getattr(self.primal, "bwd", None),
+        ]
+
     def describe_signature(self) -> str:
         args = ", ".join(
             f"{name}{format_core_shape(core)}"
@@ -535,12 +534,14 @@ class Rule:
 # Decorators
 
 
-def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
+def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable], Rule]:
     """Declare an op and its hand-written VJP rule, to be checked by `check`.
 
     Args:
       signature: gufunc-style core shapes of the inputs and the output, such as
         ``"(h,d),(d),(h)->(h)"``. Differently named dimensions get different sizes.
+        For arguments that are pytrees, pass a `tree_signature`; options then name
+        leaves by key path, as ``"params['W']"``, or whole arguments.
       name: the rule's name in reports and the registry (default: the function's name).
       specs: a mapping from argument name to a spec (`real`, `positive`, `index`,
         `elements`, `array_strategy`) or a Hypothesis strategy of floats.
@@ -576,14 +577,15 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
     def declare(fn: Callable) -> Rule:
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
+        rule_class = _rule_class(signature)
         if isinstance(fn, jax.custom_vjp):
             _check_nondiff(fn, options)
-            return Rule(fn, signature, kind="custom_vjp", **options)
+            return rule_class(fn, signature, kind="custom_vjp", **options)
         if isinstance(fn, jax.custom_jvp):
-            return Rule(fn, signature, kind="autodiff", **options)
+            return rule_class(fn, signature, kind="autodiff", **options)
         if not callable(fn):
             raise InvalidSpec(f"@vjpcheck.rule decorates a function, not {fn!r}.")
-        return Rule(fn, signature, kind="vjp", **options)
+        return rule_class(fn, signature, kind="vjp", **options)
 
     def decorate(fn: Callable) -> Rule:
         name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
@@ -599,13 +601,14 @@ def rule(signature: str, **options: Any) -> Callable[[Callable], Rule]:
     return decorate
 
 
-def register(fn: Callable, signature: str, **options: Any) -> Rule:
+def register(fn: Callable, signature: str | TreeSignature, **options: Any) -> Rule:
     """Register an existing differentiable function so that `check` can test its rule.
 
     ``fn`` may be a `jax.custom_vjp` or `jax.custom_jvp` function (the reference
     defaults to its undecorated ``fun``) or any function JAX can differentiate, such
-    as ``jax.nn.softmax``, in which case ``reference=`` is required. Options are those
-    of `rule`.
+    as ``jax.nn.softmax``, in which case ``reference=`` is required. For a function
+    whose arguments are pytrees, ``signature`` is a `tree_signature`. Options are
+    those of `rule`.
 
     >>> import jax, jax.numpy as jnp
     >>> softmax = register(
@@ -622,7 +625,7 @@ def register(fn: Callable, signature: str, **options: Any) -> Rule:
             raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
         kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
         _check_nondiff(fn, options)
-        return Rule(fn, signature, kind=kind, **options)
+        return _rule_class(signature)(fn, signature, kind=kind, **options)
 
     name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
     return deferred(declare, name, options["location"], options.get("registry"))
@@ -638,6 +641,31 @@ _OPTIONS = (
 )
 
 
+def parameter_names(fn: Callable, count: int, declared: str, fix: str) -> tuple[str, ...]:
+    """Return the names of ``fn``'s first ``count`` positional parameters.
+
+    Names that ``fn`` does not reveal (a builtin, or positions taken by ``*args``) are
+    ``arg0``, ``arg1`` and so on. Raises InvalidSpec, as "{declared}, but the function
+    takes (...). {fix}", when ``fn`` cannot take ``count`` positional arguments.
+    """
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return tuple(f"arg{i}" for i in range(count))
+    positional = [
+        p for p in parameters
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    takes_varargs = any(p.kind == p.VAR_POSITIONAL for p in parameters)
+    required = [p for p in positional if p.default is p.empty]
+    if len(required) > count or (len(positional) < count and not takes_varargs):
+        names = ", ".join(p.name for p in positional) or "no positional parameters"
+        raise InvalidSpec(f"{declared}, but the function takes ({names}). {fix}")
+    names = [p.name for p in positional[:count]]
+    names += [f"arg{i}" for i in range(len(names), count)]
+    return tuple(names)
+
+
 def _check_options(options: Mapping[str, Any], where: str) -> None:
     for key in options:
         if key in _OPTIONS or key == "location":
@@ -648,6 +676,15 @@ def _check_options(options: Mapping[str, Any], where: str) -> None:
             f"{where}() got an unknown option {key!r}.{suggestion} The options are "
             f"{', '.join(_OPTIONS)}."
         )
+
+
+def _rule_class(signature: Any) -> type[Rule]:
+    if isinstance(signature, TreeSignature):
+        # Imported here because TreeRule subclasses Rule, so its module imports this one.
+        from vjpcheck._tree_rules import TreeRule
+
+        return TreeRule
+    return Rule
 
 
 def _check_nondiff(fn: Any, options: Mapping[str, Any]) -> None:
