@@ -197,6 +197,58 @@ def test_mixed_module_checks_good_rules(tmp_path, capsys, forget_new_rules):
     assert "5 passed, 2 failed, 4 errors" in out
 
 
+BAD_DECLARATIONS = '''
+import jax.numpy as jnp
+import vjpcheck as vc
+
+@vc.rule("(n)->(n)", frobnicate=True)
+def unknown_option(x):
+    return 2 * x
+
+@unknown_option.vjp
+def _(x, out, g):
+    return (2 * g,)
+
+@vc.rule("(n)->(n)", specs={"x": vc.positive(5, 1)})
+def inverted_range(x):
+    return jnp.log(x)
+
+@inverted_range.vjp
+def _(x, out, g):
+    return (g / x,)
+
+@vc.rule("(n)->(n)")
+def after_the_errors(x):
+    return 3 * x
+
+@after_the_errors.vjp
+def _(x, out, g):
+    return (3 * g,)
+'''
+
+
+def test_bad_declarations_leave_module_loading(tmp_path, capsys, forget_new_rules):
+    # An unknown option and a spec constructor that raises both sit in the module body.
+    # Each becomes one rule's error, and the rule after them is still checked.
+    path = tmp_path / "bad_declarations.py"
+    path.write_text(BAD_DECLARATIONS)
+    code = main(["check", str(path), "--max-examples", "5", "--property", "structure", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    assert code == EXIT_ERROR
+    assert "ERROR: unknown_option [declaration]" in out
+    assert "bad_declarations.py:5: vjpcheck.rule() got an unknown option 'frobnicate'." in out
+    assert "ERROR: inverted_range [declaration]" in out
+    assert "bad_declarations.py:13: positive(min_value=5, max_value=1): min_value must be less than max_value." in out
+    assert "ERROR: after_the_errors" not in out
+    assert "after_the_errors │ structure" in out
+
+
+def test_bad_spec_raises_outside_commands():
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.positive(5, 1)
+    assert "min_value must be less than max_value" in str(info.value)
+
+
 def test_errors_alone_exit_three(tmp_path, capsys, forget_new_rules):
     path = tmp_path / "only_errors.py"
     path.write_text(textwrap.dedent('''
@@ -301,3 +353,49 @@ def test_check_report_takes_check_options(registry):
     rule = declare(registry, "(n)->(n)", lambda x, out, g: (2 * g,))
     report = vc.check_report(rule, properties=["matches_autodiff"], dtypes=["float32"], max_examples=3)
     assert report.results[0].examples == 3
+
+
+def test_vjp_with_missing_parameter_explained(registry):
+    @vc.rule("(n)->(n)", registry=registry)
+    def double(x):
+        return 2 * x
+
+    @double.vjp
+    def _(x, g):
+        return (2 * g,)
+
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.check(double, properties=["structure"], dtypes=["float32"], max_examples=3)
+    assert "rule 'double': its @double.vjp function _(x, g) cannot be called as vjp(x, out, g)" in str(info.value)
+
+
+def test_bwd_with_extra_parameter_explained(registry):
+    @vc.rule("(n)->(n)", registry=registry)
+    def double(x):
+        return 2 * x
+
+    @double.fwd
+    def _(x):
+        return 2 * x, ()
+
+    @double.bwd
+    def _(x, residuals, g):
+        return (2 * g,)
+
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.check(double, properties=["structure"], dtypes=["float32"], max_examples=3)
+    assert "its @double.bwd function _(x, residuals, g) cannot be called as bwd(residuals, g)" in str(info.value)
+
+
+def test_tree_vjp_arity_names_arguments(registry):
+    @vc.rule(vc.tree_signature({"w": "(n)"}, output="(n)"), registry=registry)
+    def scale(params):
+        return 2 * params["w"]
+
+    @scale.vjp
+    def _(params, g):
+        return ({"w": 2 * g},)
+
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.check(scale, properties=["structure"], dtypes=["float32"], max_examples=3)
+    assert "cannot be called as vjp(params, out, g)" in str(info.value)

@@ -25,11 +25,11 @@ from rich.table import Table
 
 from vjpcheck import __version__
 from vjpcheck._check import ERROR, FAILED, INCONCLUSIVE, NOT_APPLICABLE, PASSED, PropertyResult, RunOptions, check_report
-from vjpcheck._errors import InvalidSpec
+from vjpcheck._errors import InvalidSpec, collecting
 from vjpcheck._jax_cache import JAX_CACHE_VARIABLE, cache_folder, enable_jax_cache
 from vjpcheck._outputs import build_records, write_json, write_junit_xml
 from vjpcheck._properties import PROPERTIES
-from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, collecting, default_registry
+from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, default_registry
 from vjpcheck._strategies import ShapeOptions
 
 # Exit codes, in order of precedence when several apply: 1 when a property failed; 3

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import difflib
 import inspect
@@ -15,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vjpcheck._errors import InvalidSpec
+from vjpcheck._errors import InvalidSpec, is_collecting
 from vjpcheck._specs import Index, Real, Signature, Spec, Static, format_core_shape, to_spec
 from vjpcheck._trees import TreeSignature
 
@@ -77,22 +76,6 @@ class Registry:
 
 default_registry = Registry()
 
-# While a command collects rules from a module, a declaration that raises InvalidSpec
-# becomes a BrokenRule, so that the rest of the module still loads and is checked.
-_collecting = False
-
-
-@contextlib.contextmanager
-def collecting() -> Iterator[None]:
-    """Defer declaration errors to BrokenRule placeholders while the block runs."""
-    global _collecting
-    previous, _collecting = _collecting, True
-    try:
-        yield
-    finally:
-        _collecting = previous
-
-
 class BrokenRule:
     """A declaration that raised `InvalidSpec` while a command collected rules.
 
@@ -104,7 +87,7 @@ class BrokenRule:
         self.name = name
         self.location = location
         self.error = error
-        self.registry = registry if registry is not None else default_registry
+        self.registry = registry if isinstance(registry, Registry) else default_registry
         self.registry.add(self)
 
     def vjp(self, fn: Callable) -> Callable:
@@ -127,7 +110,7 @@ def deferred(declare: Callable[[], Any], name: str, location: str, registry: Reg
     try:
         return declare()
     except InvalidSpec as error:
-        if not _collecting:
+        if not is_collecting():
             raise
         return BrokenRule(name, location, error, registry)
 
@@ -202,9 +185,11 @@ class Rule:
         self.reference = self._resolve_reference(reference)
         self._vjp: Callable | None = None
         self._fwd: Callable | None = None
+        # A backward function that cannot take the arguments vjpcheck passes it.
+        self._arity_problem: str | None = None
         self._bwd: Callable | None = None
         self.function: Callable = primal
-        self.registry = registry if registry is not None else default_registry
+        self.registry = registry if isinstance(registry, Registry) else default_registry
         self.__doc__ = getattr(primal, "__doc__", None)
         self.__wrapped__ = primal
         self.registry.add(self)
@@ -334,6 +319,7 @@ class Rule:
                 "once, or @fwd and @bwd, not both."
             )
         self._vjp = fn
+        self.note_arity(fn, "vjp", [*self.all_names, "out", "g"])
         self._build_function()
         return fn
 
@@ -343,6 +329,7 @@ class Rule:
         if self._vjp is not None:
             raise InvalidSpec(f"rule {self.name!r} already has @vjp; use @vjp or @fwd/@bwd.")
         self._fwd = fn
+        self.note_arity(fn, "fwd", list(self.all_names))
         self._build_function()
         return fn
 
@@ -352,8 +339,24 @@ class Rule:
         if self._vjp is not None:
             raise InvalidSpec(f"rule {self.name!r} already has @vjp; use @vjp or @fwd/@bwd.")
         self._bwd = fn
+        self.note_arity(fn, "bwd", [*self.static_names, "residuals", "g"])
         self._build_function()
         return fn
+
+    def note_arity(self, fn: Callable, form: str, arguments: list[str]) -> None:
+        """Record a problem, reported when the rule is checked, if ``fn`` cannot take
+        one positional argument for each name in ``arguments``."""
+        try:
+            inspect.signature(fn).bind(*arguments)
+        except ValueError:  # no signature to inspect, as for some builtins
+            return
+        except TypeError as error:
+            self._arity_problem = (
+                f"rule {self.name!r}: its @{self.name}.{form} function "
+                f"{getattr(fn, '__name__', repr(fn))}{inspect.signature(fn)} cannot be called "
+                f"as {form}({', '.join(arguments)}): {error}. Give it one parameter per "
+                "name in that call."
+            )
 
     @property
     def bound_statics(self) -> str:
@@ -405,6 +408,8 @@ class Rule:
     @property
     def missing(self) -> str | None:
         """What the declaration still lacks, or None when the rule is complete."""
+        if self._arity_problem:
+            return self._arity_problem
         if self.kind == "custom_vjp" and self.primal.fwd is None:
             return f"rule {self.name!r} wraps a jax.custom_vjp that has no rule yet; call {self.name}.defvjp(fwd, bwd)."
         if self.kind != "vjp" or self._vjp is not None:
@@ -575,6 +580,7 @@ def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable],
     """
 
     def declare(fn: Callable) -> Rule:
+        _check_options(options, "vjpcheck.rule")
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
         rule_class = _rule_class(signature)
@@ -597,7 +603,8 @@ def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable],
             f"{getattr(signature, '__name__', 'the function')}, with one parenthesised group "
             "of core dimensions per input."
         )
-    _check_options(options, "vjpcheck.rule")
+    if not is_collecting():
+        _check_options(options, "vjpcheck.rule")  # at once, without waiting for the function
     return decorate
 
 
@@ -615,10 +622,10 @@ def register(fn: Callable, signature: str | TreeSignature, **options: Any) -> Ru
     ...     jax.nn.softmax, "(n)->(n)", name="jax.nn.softmax", registry=Registry(),
     ...     reference=lambda x: jnp.exp(x) / jnp.sum(jnp.exp(x)))
     """
-    _check_options(options, "vjpcheck.register")
     options.setdefault("location", _caller_site())
 
     def declare() -> Rule:
+        _check_options(options, "vjpcheck.register")
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
         if not callable(fn):

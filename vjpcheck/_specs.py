@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import numbers
 import re
@@ -13,7 +14,7 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.strategies import SearchStrategy
 
-from vjpcheck._errors import InvalidSpec
+from vjpcheck._errors import InvalidSpec, is_collecting
 
 Dim = Union[str, int]
 CoreShape = tuple[Dim, ...]
@@ -314,6 +315,31 @@ class Static(Spec):
         return value
 
 
+
+@dataclasses.dataclass(frozen=True)
+class BrokenSpec:
+    """A spec whose constructor raised `InvalidSpec` while a command collected rules.
+
+    The rule that uses it raises the stored error when it is declared, so that only
+    that rule fails and the rest of its module still loads.
+    """
+
+    error: InvalidSpec
+
+
+def _deferrable(constructor: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(constructor)
+    def build(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return constructor(*args, **kwargs)
+        except InvalidSpec as error:
+            if not is_collecting():
+                raise
+            return BrokenSpec(error)
+
+    return build
+
+@_deferrable
 def static(strategy: SearchStrategy) -> Static:
     """Spec for a static, non-differentiable argument drawn from a Hypothesis strategy.
 
@@ -328,6 +354,7 @@ def static(strategy: SearchStrategy) -> Static:
     return Static(strategy)
 
 
+@_deferrable
 def real(min_value: float = -10.0, max_value: float = 10.0) -> Real:
     """Spec for real-valued arrays drawn from ``[min_value, max_value]``.
 
@@ -336,6 +363,7 @@ def real(min_value: float = -10.0, max_value: float = 10.0) -> Real:
     return Real(min_value, max_value)
 
 
+@_deferrable
 def positive(min_value: float = 0.01, max_value: float = 10.0) -> Positive:
     """Spec for arrays of positive values, such as probabilities or scales.
 
@@ -345,6 +373,7 @@ def positive(min_value: float = 0.01, max_value: float = 10.0) -> Positive:
     return Positive(min_value, max_value)
 
 
+@_deferrable
 def index(dim: str) -> Index:
     """Spec for an integer array of indices into the core dimension named ``dim``.
 
@@ -353,6 +382,7 @@ def index(dim: str) -> Index:
     return Index(dim)
 
 
+@_deferrable
 def elements(strategy: SearchStrategy) -> Elements:
     """Spec that fills arrays with elements drawn from a Hypothesis ``strategy``."""
     if not isinstance(strategy, SearchStrategy):
@@ -360,6 +390,7 @@ def elements(strategy: SearchStrategy) -> Elements:
     return Elements(strategy)
 
 
+@_deferrable
 def array_strategy(make: Callable[[tuple[int, ...], np.dtype], SearchStrategy]) -> ArrayStrategy:
     """Spec that draws whole arrays from ``make(shape, dtype)``, a strategy factory.
 
@@ -689,6 +720,7 @@ def _round_keeping_sum(probabilities: np.ndarray, axis: int, dtype: np.dtype) ->
     return rounded.astype(dtype)
 
 
+@_deferrable
 def away_from(
     points: Any, min_value: float = -10.0, max_value: float = 10.0, margin: float | None = None
 ) -> AwayFrom:
@@ -721,6 +753,7 @@ def _point_tuple(points: Any) -> tuple[float, ...]:
     return tuple(sorted(float(p) for p in values))
 
 
+@_deferrable
 def unit_vector(axis: int = -1) -> UnitVector:
     """Spec for arrays of unit Euclidean length along ``axis``, such as directions.
 
@@ -731,6 +764,7 @@ def unit_vector(axis: int = -1) -> UnitVector:
     return UnitVector(axis)
 
 
+@_deferrable
 def spd(min_eigenvalue: float = 0.1, max_value: float = 10.0) -> Spd:
     """Spec for symmetric positive-definite matrices, such as covariances.
 
@@ -742,6 +776,7 @@ def spd(min_eigenvalue: float = 0.1, max_value: float = 10.0) -> Spd:
     return Spd(min_eigenvalue, max_value)
 
 
+@_deferrable
 def probability(axis: int = -1, min_value: float = 1e-3) -> Probability:
     """Spec for probability vectors along ``axis``: positive entries that sum to 1.
 
@@ -756,6 +791,8 @@ def probability(axis: int = -1, min_value: float = 1e-3) -> Probability:
 
 def to_spec(value: Any, where: str) -> Spec:
     """Convert what a user passed for one argument into a `Spec`."""
+    if isinstance(value, BrokenSpec):
+        raise value.error
     if isinstance(value, Spec):
         return value
     if isinstance(value, SearchStrategy):

@@ -138,6 +138,7 @@ class TreeRule(Rule):
 
         super().vjp(flat_vjp)
         self._tree_vjp = fn
+        self.note_arity(fn, "vjp", [*self.tree_names, "out", "g"])
         return fn
 
     def fwd(self, fn: Callable) -> Callable:
@@ -149,6 +150,7 @@ class TreeRule(Rule):
 
         super().fwd(flat_fwd)
         self._tree_fwd = fn
+        self.note_arity(fn, "fwd", list(self.tree_names))
         return fn
 
     def bwd(self, fn: Callable) -> Callable:
@@ -159,6 +161,7 @@ class TreeRule(Rule):
 
         super().bwd(flat_bwd)
         self._tree_bwd = fn
+        self.note_arity(fn, "bwd", ["residuals", "g"])
         return fn
 
     def defvjp(self, fwd: Callable, bwd: Callable, **options: Any) -> None:
@@ -169,6 +172,8 @@ class TreeRule(Rule):
 
     @property
     def missing(self) -> str | None:
+        if self._arity_problem:
+            return self._arity_problem
         if self.kind == "custom_vjp":
             if self.tree_primal.fwd is None:
                 return f"rule {self.name!r} wraps a jax.custom_vjp that has no rule yet; call {self.name}.defvjp(fwd, bwd)."
