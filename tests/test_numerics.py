@@ -55,6 +55,15 @@ def test_tolerance_floor_origin_text():
     )
 
 
+def test_tolerance_without_measured_autodiff():
+    # Without a reference, or for a check of the rule against itself, no autodiff error
+    # is measured, and the origin must not claim one.
+    tolerance = _default_tolerance(np.float32, None)
+
+    assert tolerance.rtol == FLOOR_EPS * EPS32
+    assert tolerance.origin == "default: floor of 16 float32 eps"
+
+
 def test_tolerance_floor_when_autodiff_error_small():
     autodiff_error = FLOOR_EPS / AUTODIFF_FACTOR * EPS32
 

@@ -413,6 +413,7 @@ def test_composition_blames_the_wrong_link(registry):
     assert "Chain: " in text
     assert "At the inputs and cotangent that link " in text
     assert "(relu, tests/test_properties.py:" in text
+    assert "For the whole chain, against jax.vjp of the composed references:" in text
 
 
 def test_composition_spares_rule_with_wrong_partner(registry):

@@ -64,7 +64,7 @@ def _compare(ctx: Context, rule: Rule, labels: Sequence[str], obtained, expected
     if not judging.is_finite(scales):
         ctx.stats.discard("rule's intermediate values overflowed")
     failures, worst = [], 0.0
-    tolerance = judging.tolerance(ctx, 0.0)
+    tolerance = judging.tolerance(ctx, None)
     for label, got, want, scale in zip(labels, obtained, expected, scales):
         comparison = num.compare(got, want, tolerance.bound(scale))
         worst = max(worst, comparison.worst_ratio)

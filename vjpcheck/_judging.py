@@ -51,7 +51,7 @@ def _ties_differ(values: Sequence[np.ndarray]) -> bool:
     return any(not np.array_equal(orders[0], order) for order in orders[1:])
 
 
-def tolerance(ctx: Context, autodiff_error: float) -> num.Tolerance:
+def tolerance(ctx: Context, autodiff_error: float | None) -> num.Tolerance:
     """Return the tolerance for ``ctx``: the call's override, the rule's, or the default."""
     if ctx.rtol is not None or ctx.atol is not None:
         rtol, atol, origin = ctx.rtol, ctx.atol, "set by check(rtol=..., atol=...)"
@@ -85,7 +85,7 @@ def cotangent_failures(
     for k, i in enumerate(indices):
         truth = np.asarray(expected[k], np.float64)
         scale = scales[k]
-        autodiff_error = num.relative_error(autodiff[k], truth, scale) if autodiff is not None else 0.0
+        autodiff_error = num.relative_error(autodiff[k], truth, scale) if autodiff is not None else None
         chosen = tolerance(ctx, autodiff_error)
         bound = chosen.bound(scale) + (np.asarray(slack[k], np.float64) if slack is not None else 0.0)
         comparison = num.compare(obtained[k], truth, bound)
@@ -111,7 +111,7 @@ def _output_failure(ctx, output, output_size, truth, truth_size, label) -> tuple
     rule_size = np.asarray(output_size, np.float64)
     rule_size = np.where(np.isfinite(rule_size), rule_size, 0.0)
     scale = np.maximum(rule_size, np.asarray(truth_size, np.float64)) + np.abs(truth)
-    chosen = tolerance(ctx, 0.0)
+    chosen = tolerance(ctx, None)
     comparison = num.compare(np.asarray(output, np.float64).reshape(truth.shape), truth, chosen.bound(scale))
     if not comparison.count:
         return None, comparison.worst_ratio

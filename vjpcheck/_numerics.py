@@ -184,7 +184,7 @@ def relative_error(approx: np.ndarray, truth: np.ndarray, scale: np.ndarray) -> 
 
 def choose_tolerance(
     dtype: np.dtype,
-    autodiff_error: float,
+    autodiff_error: float | None,
     *,
     measured_in: np.dtype = AUTODIFF_DTYPE,
     rtol: float | None,
@@ -193,21 +193,28 @@ def choose_tolerance(
 ) -> Tolerance:
     """Build the tolerance for one comparison in ``dtype`` (see the module docstring).
 
-    ``autodiff_error`` is the relative error of JAX's own autodiff in ``measured_in``.
+    ``autodiff_error`` is the relative error of JAX's own autodiff in ``measured_in``,
+    or None where no autodiff was measured (no reference, or a check of the rule
+    against itself), which leaves the floor.
     """
     info = jnp.finfo(dtype)
     eps = float(info.eps)
     floor = FLOOR_EPS * eps
     measured_in = np.dtype(measured_in)
     reference_eps = float(jnp.finfo(measured_in).eps)
-    from_autodiff = AUTODIFF_FACTOR * autodiff_error * eps / reference_eps
     name = np.dtype(dtype).name
-    measured = (
-        f"JAX's own {measured_in.name} autodiff error on this input: "
-        f"{autodiff_error / reference_eps:.2g} {measured_in.name} eps"
-    )
+    if autodiff_error is None:
+        from_autodiff, measured = 0.0, None
+    else:
+        from_autodiff = AUTODIFF_FACTOR * autodiff_error * eps / reference_eps
+        measured = (
+            f"JAX's own {measured_in.name} autodiff error on this input: "
+            f"{autodiff_error / reference_eps:.2g} {measured_in.name} eps"
+        )
     if from_autodiff > floor:
         origin = f"default: {AUTODIFF_FACTOR:g} x {measured}"
+    elif measured is None:
+        origin = f"default: floor of {FLOOR_EPS:g} {name} eps"
     else:
         origin = f"default: floor of {FLOOR_EPS:g} {name} eps; {measured}"
     # Below smallest_normal / eps, an absolute error of one smallest normal, which an

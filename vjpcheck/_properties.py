@@ -106,8 +106,8 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
             forward, slack = (max(values) + min(values)) / 2, (max(values) - min(values)) / 2
         autodiff = _pair(tangents, pulled.autodiff)
         usable = scale > 0 and np.isfinite(autodiff) and not ambiguous
-        autodiff_error = abs(autodiff - forward) / scale if usable else 0.0
-        tolerance = judging.tolerance(ctx, autodiff_error if sides is None else 0.0)
+        autodiff_error = abs(autodiff - forward) / scale if usable and sides is None else None
+        tolerance = judging.tolerance(ctx, autodiff_error)
         bound = float(tolerance.bound(np.float64(scale))) + slack
         ratios.append(_ratio(obtained, forward, bound))
         if not abs(obtained - forward) <= bound:
@@ -120,7 +120,7 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
             float(np.vdot(np.abs(t), np.asarray(s, np.float64)))
             for t, s in zip(tangents, pulled.obtained_sizes)
         )
-        tolerance = judging.tolerance(ctx, 0.0)
+        tolerance = judging.tolerance(ctx, None)
         bound = float(tolerance.bound(np.float64(scale)))
 
     # Central differences across a kink measure neither side, so they judge only
@@ -145,7 +145,7 @@ def _blame_inputs(ctx, rule, pulled, high, tangents, cotangent, step) -> str:
         obtained = _pair(alone, pulled.obtained)
         scales = pulled.scales() if rule.reference is not None else pulled.obtained_sizes
         scale = sum(float(np.vdot(np.abs(t), np.asarray(s, np.float64))) for t, s in zip(alone, scales))
-        bound = float(judging.tolerance(ctx, 0.0).bound(np.float64(scale)))
+        bound = float(judging.tolerance(ctx, None).bound(np.float64(scale)))
         if rule.reference is not None:
             target = float(truth["jvp"])
         else:
@@ -238,7 +238,7 @@ def _finite_differences(ctx: Context, data: DataObject) -> None:
 
     shrinks = np.asarray(num.FD_SHRINKS)
     failures, worst, inconclusive = [], 0.0, False
-    tolerance = judging.tolerance(ctx, 0.0)
+    tolerance = judging.tolerance(ctx, None)
     sizes = pulled.scales() if rule.reference is not None else pulled.obtained_sizes
     for k, i in enumerate(rule.float_inputs):
         estimate, error, disagreement = _best_quotients(np.asarray(quotients[k], np.float64), float(rounding), shrinks)

@@ -233,7 +233,7 @@ def blame(ctx: Context, pulled: kernels.Pullbacks, failures: list[str], ambiguou
     own = set(getattr(ctx.rule, "links", (ctx.rule,)))
     mine = [text for trace, text in blamed if trace.link in own]
     if mine:
-        return mine + failures, False
+        return mine + ["For the whole chain, against jax.vjp of the composed references:"] + failures, False
     if blamed:
         names = ", ".join(sorted({repr(trace.link.name) for trace, _ in blamed}))
         ctx.stats.discard(f"a partner rule in the chain is wrong: {names}")
