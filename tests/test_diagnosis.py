@@ -18,6 +18,8 @@ import pytest
 import vjpcheck as vc
 from vjpcheck import _diagnosis as diagnosis
 from vjpcheck._diagnosis import Evidence
+from vjpcheck._steps import kink_hint
+from vjpcheck._strategies import Example
 
 
 def evidence(obtained, expected, name="x", **fields):
@@ -667,13 +669,39 @@ def test_catalogue_twin_passes(registry, case):
     assert report.results[0].outcome == "passed"
 
 
-def test_unexplained_mismatch_hints_kink(registry):
-    case = CATALOGUE["no-pattern"]
-    text = failure_text(make_rule(registry, case, case.wrong), case.prop)
-    assert (
+def make_elementwise(registry, op):
+    @vc.rule("(n)->(n)", registry=registry, name="elementwise")
+    def elementwise(x):
+        return op(x)
+
+    @elementwise.vjp
+    def _(x, out, g):
+        return (g,)
+
+    return elementwise
+
+
+def test_kink_hint_for_undeclared_kink(registry):
+    rule = make_elementwise(registry, lambda x: jnp.maximum(x, 0.0))
+    example = Example(primals=(np.array([0.0, 2.0]),), sizes={"n": 2}, output_shape=(2,))
+    assert kink_hint(rule, example) == (
         "Hint: an input is exactly 0. If the op is not differentiable there (ReLU, abs, "
         "max), declare the point with kinks=[0.0], and vjpcheck keeps inputs away from it."
-    ) in text
+    )
+
+
+def test_kink_hint_absent_for_smooth_op(registry):
+    # x sin x has derivative 0 at 0 and changes sign there, but smoothly.
+    rule = make_elementwise(registry, lambda x: x * jnp.sin(x))
+    example = Example(primals=(np.array([0.0, 2.0]),), sizes={"n": 2}, output_shape=(2,))
+    assert kink_hint(rule, example) is None
+
+
+def test_unexplained_smooth_mismatch_has_no_hint(registry):
+    case = CATALOGUE["no-pattern"]
+    text = failure_text(make_rule(registry, case, case.wrong), case.prop)
+    assert "Diagnosis: no known pattern." in text
+    assert "Hint:" not in text
 
 
 def test_explained_mismatch_omits_hint(registry):

@@ -121,14 +121,45 @@ def settle(ctx: Context, header: Header, failures: list[str], worst: float, ambi
 def kink_hint(rule: Rule, example: Example) -> str | None:
     # Only for elementwise-looking ops (data input and output share a core shape),
     # where an exact 0 input is the usual kink.
+    if isinstance(rule, Chain) or rule.kinks or len(example.primals) != len(rule.arg_names):
+        return None
     data = rule.data_index
     elementwise = rule.signature.inputs[data] == rule.signature.output
-    if rule.kinks or not elementwise or not np.any(np.asarray(example.primals[data]) == 0):
+    if not elementwise or not np.any(np.asarray(example.primals[data]) == 0):
+        return None
+    if rule.reference is not None and not _derivative_jumps_at_zero(rule, example):
         return None
     return (
         "Hint: an input is exactly 0. If the op is not differentiable there (ReLU, abs, "
         "max), declare the point with kinks=[0.0], and vjpcheck keeps inputs away from it."
     )
+
+
+def _derivative_jumps_at_zero(rule: Rule, example: Example) -> bool:
+    """Return whether the reference's cotangent for the data input jumps across its
+    zero elements, as it does at a kink.
+
+    A smooth op's one-sided values differ in proportion to the distance between them,
+    so the difference shrinks a thousandfold with the step; a kink's stays.
+    """
+    data = rule.data_index
+    values = np.asarray(example.primals[data], np.float64)
+    step = judging.KINK_STEP * max(1.0, float(np.max(np.abs(values))))
+    ones = np.ones(example.output_shape)
+
+    def cotangent_at(shift: float) -> np.ndarray:
+        primals = list(num.cast_floats(example.primals, np.float64))
+        primals[data] = np.where(values == 0, shift, values)
+        primals = tuple(primals)
+        with num.truth_mode():
+            (_, pulled), _, _ = kernels.truth_pullback(rule)(
+                primals, tuple(kernels.exact_size(a) for a in primals), ones, kernels.exact_size(ones)
+            )
+        return np.asarray(pulled[rule.float_inputs.index(data)], np.float64)
+
+    near = float(np.max(np.abs(cotangent_at(step) - cotangent_at(-step))))
+    far = float(np.max(np.abs(cotangent_at(1e3 * step) - cotangent_at(-1e3 * step))))
+    return near > 0.1 * far and near > 0.0
 
 
 def diagnoser(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, pulled: kernels.Pullbacks):
