@@ -5,6 +5,7 @@ test_rules.py and test_specs.py); mistakes that only show when the rule runs are
 reported as that rule's error, and every other rule still runs.
 """
 
+import re
 import textwrap
 
 import jax.numpy as jnp
@@ -239,8 +240,9 @@ def test_bad_declarations_leave_module_loading(tmp_path, capsys, forget_new_rule
     assert "bad_declarations.py:5: vjpcheck.rule() got an unknown option 'frobnicate'." in out
     assert "ERROR: inverted_range [declaration]" in out
     assert "bad_declarations.py:13: positive(min_value=5, max_value=1): min_value must be less than max_value." in out
+    assert "The spec is created at " in out
     assert "ERROR: after_the_errors" not in out
-    assert "after_the_errors │ structure" in out
+    assert re.search(r"after_the_errors +│ structure +│ PASS", out)
 
 
 def test_bad_spec_raises_outside_commands():
@@ -399,3 +401,45 @@ def test_tree_vjp_arity_names_arguments(registry):
     with pytest.raises(vc.InvalidSpec) as info:
         vc.check(scale, properties=["structure"], dtypes=["float32"], max_examples=3)
     assert "cannot be called as vjp(params, out, g)" in str(info.value)
+
+
+TREE_DECLARATIONS = '''
+import vjpcheck as vc
+
+ROW_SPEC = vc.real(3, 1)
+
+@vc.rule(vc.tree_signature({"W": "(h,d"}, output="(h)"))
+def unparsable_tree(params):
+    return params["W"].sum(axis=1)
+
+@vc.rule("(n)->(n)", specs={"x": ROW_SPEC})
+def uses_spec_from_above(x):
+    return 2 * x
+
+@vc.rule("(n)->(n)")
+def after_the_errors(x):
+    return 3 * x
+
+@after_the_errors.vjp
+def _(x, out, g):
+    return (3 * g,)
+'''
+
+
+def test_bad_tree_signature_is_one_rule_error(tmp_path, capsys, forget_new_rules):
+    path = tmp_path / "tree_declarations.py"
+    path.write_text(TREE_DECLARATIONS)
+    code = main(["check", str(path), "--max-examples", "5", "--property", "structure", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    assert code == EXIT_ERROR
+    assert "ERROR: unparsable_tree [declaration]" in out
+    assert "is '(h,d', which is not a core shape" in out
+    assert "ERROR: uses_spec_from_above [declaration]" in out
+    assert "tree_declarations.py:4." in out  # where the broken spec is created
+    assert re.search(r"after_the_errors +│ structure +│ PASS", out)
+
+
+def test_tree_signature_needs_output():
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.tree_signature({"W": "(h,d)"})
+    assert "tree_signature() needs output=, the core shape of the one array the op returns" in str(info.value)

@@ -6,7 +6,6 @@ import copy
 import difflib
 import inspect
 import math
-import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -15,7 +14,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from vjpcheck._errors import InvalidSpec, is_collecting
-from vjpcheck._specs import Index, Real, Signature, Spec, Static, format_core_shape, to_spec
+from vjpcheck._specs import (
+    BrokenSpec, Index, Real, Signature, Spec, Static, format_core_shape, short_path, to_spec,
+)
 from vjpcheck._trees import TreeSignature
 
 SUPPORTED_DTYPES = (
@@ -581,6 +582,8 @@ def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable],
 
     def declare(fn: Callable) -> Rule:
         _check_options(options, "vjpcheck.rule")
+        if isinstance(signature, BrokenSpec):
+            signature.raise_error()
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
         rule_class = _rule_class(signature)
@@ -626,6 +629,8 @@ def register(fn: Callable, signature: str | TreeSignature, **options: Any) -> Ru
 
     def declare() -> Rule:
         _check_options(options, "vjpcheck.register")
+        if isinstance(signature, BrokenSpec):
+            signature.raise_error()
         if isinstance(fn, Rule):
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; register it once.")
         if not callable(fn):
@@ -757,14 +762,6 @@ def _check_tolerance(label: str, value: float | None, name: str) -> float | None
     return float(value)
 
 
-def _short_path(path: str) -> str:
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if relative.startswith("..") else relative
-
-
 def _definition_site(fn: Callable) -> str:
     try:
         target = inspect.unwrap(getattr(fn, "fun", fn))
@@ -775,7 +772,7 @@ def _definition_site(fn: Callable) -> str:
         line = inspect.getsourcelines(target)[1]
     except (TypeError, OSError):
         return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', '?')}"
-    return f"{_short_path(path)}:{line}"
+    return f"{short_path(path)}:{line}"
 
 
 def _caller_site() -> str:
@@ -784,4 +781,4 @@ def _caller_site() -> str:
     caller = frame.f_back.f_back if frame and frame.f_back else None
     if caller is None:
         return "<unknown>"
-    return f"{_short_path(caller.f_code.co_filename)}:{caller.f_lineno}"
+    return f"{short_path(caller.f_code.co_filename)}:{caller.f_lineno}"

@@ -6,7 +6,9 @@ import dataclasses
 import functools
 import math
 import numbers
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Union
 
@@ -321,13 +323,36 @@ class BrokenSpec:
     """A spec whose constructor raised `InvalidSpec` while a command collected rules.
 
     The rule that uses it raises the stored error when it is declared, so that only
-    that rule fails and the rest of its module still loads.
+    that rule fails and the rest of its module still loads. ``location`` is where the
+    constructor was called, as ``path:line``.
     """
 
     error: InvalidSpec
+    location: str
+
+    def raise_error(self) -> None:
+        """Raise the stored error, marking this spec as used by a declaration."""
+        if self in _unused_broken_specs:
+            _unused_broken_specs.remove(self)
+        raise InvalidSpec(f"{self.error} The spec is created at {self.location}.") from None
+
+
+# Broken specs made while collecting that no declaration has used yet, which a command
+# reports on their own so that no error goes unseen.
+_unused_broken_specs: list[BrokenSpec] = []
+
+
+def take_unused_broken_specs() -> list[BrokenSpec]:
+    """Return the broken specs that no declaration used, and forget them."""
+    unused = list(_unused_broken_specs)
+    _unused_broken_specs.clear()
+    return unused
 
 
 def _deferrable(constructor: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a public constructor so that, while a command collects rules, its
+    `InvalidSpec` becomes a `BrokenSpec` instead of stopping the module's import."""
+
     @functools.wraps(constructor)
     def build(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -335,9 +360,22 @@ def _deferrable(constructor: Callable[..., Any]) -> Callable[..., Any]:
         except InvalidSpec as error:
             if not is_collecting():
                 raise
-            return BrokenSpec(error)
+            caller = sys._getframe(1)
+            broken = BrokenSpec(error, f"{short_path(caller.f_code.co_filename)}:{caller.f_lineno}")
+            _unused_broken_specs.append(broken)
+            return broken
 
     return build
+
+
+def short_path(path: str) -> str:
+    """Return ``path`` relative to the current folder when it lies below it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return path
+    return path if relative.startswith("..") else relative
+
 
 @_deferrable
 def static(strategy: SearchStrategy) -> Static:
@@ -792,7 +830,7 @@ def probability(axis: int = -1, min_value: float = 1e-3) -> Probability:
 def to_spec(value: Any, where: str) -> Spec:
     """Convert what a user passed for one argument into a `Spec`."""
     if isinstance(value, BrokenSpec):
-        raise value.error
+        value.raise_error()
     if isinstance(value, Spec):
         return value
     if isinstance(value, SearchStrategy):

@@ -17,7 +17,7 @@ import jax
 
 from vjpcheck._errors import InvalidSpec
 from vjpcheck._report import short_array
-from vjpcheck._specs import _ARG, Signature
+from vjpcheck._specs import _ARG, Signature, _deferrable
 
 _CORE_SHAPE = re.compile(rf"^\s*{_ARG}\s*$")
 
@@ -90,7 +90,8 @@ class TreeSignature:
         return f"tree_signature({inputs}, output={self.output!r})"
 
 
-def tree_signature(*inputs: Any, output: str) -> TreeSignature:
+@_deferrable
+def tree_signature(*inputs: Any, output: str | None = None) -> TreeSignature:
     """Declare the core shapes of a rule whose arguments are pytrees.
 
     Each positional input describes one argument: a core shape string such as
@@ -101,6 +102,11 @@ def tree_signature(*inputs: Any, output: str) -> TreeSignature:
 
     >>> signature = tree_signature({"W": "(h,d)", "b": "(h)"}, "(d)", output="(h)")
     """
+    if output is None:
+        raise InvalidSpec(
+            "tree_signature() needs output=, the core shape of the one array the op "
+            "returns, as in tree_signature({'W': '(h,d)', 'b': '(h)'}, '(d)', output='(h)')."
+        )
     if not inputs:
         raise InvalidSpec(
             "tree_signature() got no inputs. Pass one core shape string, or one pytree "
