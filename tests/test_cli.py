@@ -106,6 +106,45 @@ def test_module_without_rules_reported(tmp_path, capsys):
     assert "No rules are registered by" in out
 
 
+def test_target_without_rules_beside_rules(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cli_no_rules.py").write_text("x = 1\n")
+    write_module(tmp_path, "cli_beside.py", "cli_beside_linear", "jnp.outer(g, x)")
+    code, out = run(capsys, "cli_no_rules.py", "cli_beside.py", "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert "cli_beside_linear" in out
+    assert re.search(r"│ cli_no_rules\.py\s*│ target\s*│ ERROR", out)
+    assert "No rules are registered by cli_no_rules.py; decorate its ops with @vjpcheck.rule" in out
+
+
+def test_folder_reports_only_named_target(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cli_partly_empty"
+    folder.mkdir()
+    (folder / "cli_partly_helpers.py").write_text("x = 1\n")
+    write_module(folder, "cli_partly_layer.py", "cli_partly_empty_linear", "jnp.outer(g, x)")
+    empty_folder = tmp_path / "cli_empty_folder"
+    empty_folder.mkdir()
+    (empty_folder / "cli_empty_one.py").write_text("x = 1\n")
+    (empty_folder / "cli_empty_two.py").write_text("y = 2\n")
+    code, out = run(capsys, "cli_partly_empty", "cli_empty_folder", "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert "cli_partly_helpers.py" not in out
+    assert "cli_empty_one.py" not in out
+    assert "No rules are registered by cli_empty_folder;" in out
+    assert out.count("No rules are registered by") == 1
+
+
+def test_rules_before_import_error_kept(tmp_path, capsys):
+    path = write_module(tmp_path, "cli_half_broken.py", "cli_half_broken_linear", "jnp.outer(g, x)")
+    path.write_text(path.read_text() + "\nraise RuntimeError('this module breaks after its rule')\n")
+    code, out = run(capsys, str(path), "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert re.search(r"cli_half_broken_linear\s*│ structure\s*│ PASS", out)
+    assert "RuntimeError: this module breaks after its rule" in out
+    assert "No rules are registered by" not in out
+
+
 def test_folder_target_imports_package(tmp_path, capsys):
     package = tmp_path / "cli_package"
     package.mkdir()

@@ -238,6 +238,16 @@ def test_module_without_rules_fails(project):
     assert "No rules are registered by ops.py" in result.stdout.str()
 
 
+def test_target_without_rules_is_item(pytester):
+    pytester.makeconftest(PROFILES)
+    pytester.makepyfile(ops=DOUBLE, empty="x = 1\n")
+    result = run(pytester, "--vjpcheck", "empty.py", "--vjpcheck", "ops.py", "-k", "empty or structure")
+    result.assert_outcomes(failed=1, passed=1)
+    output = result.stdout.str()
+    assert "FAILED vjpcheck::empty.py[target]" in output
+    assert "No rules are registered by empty.py; decorate its ops with @vjpcheck.rule" in output
+
+
 def test_ordinary_check_test_runs(project):
     project.makepyfile(
         ops=DOUBLE,

@@ -32,11 +32,14 @@ from vjpcheck._properties import PROPERTIES
 from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, collecting, default_registry
 from vjpcheck._strategies import ShapeOptions
 
-# Exit codes, in order of precedence when several apply: 1 when a property failed; 3
-# when a rule, a declaration or the import of a target raised an error; 2 when the
-# command line was invalid; 0 when every property passed or does not apply. An invalid
-# command line is an invalid option, a target or --rule name that does not exist, no
-# rules found, or a --json or --junit-xml file that cannot be written.
+# Exit codes, in order of precedence when several apply:
+# 1: a property failed.
+# 3: a rule, a declaration or the import of a target raised an error, or a target
+#    registered no rules while other targets registered rules or reported problems.
+# 2: the command line was invalid: an invalid option, a target or --rule name that does
+#    not exist, no rules in any target, or a --json or --junit-xml file that cannot be
+#    written.
+# 0: every property passed or does not apply.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 _STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim", INCONCLUSIVE: "yellow"}
@@ -50,6 +53,9 @@ class Problem:
     name: str
     stage: str
     message: str
+    # Whether the problem makes the exit code 2 rather than 3: a target that does not
+    # exist, or one whose import raised InvalidSpec.
+    usage: bool = False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -169,7 +175,7 @@ def _check_command(args: argparse.Namespace) -> int:
     console.print(_table(problems, results))
     _print_details(console, problems, results)
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in _LABELS}
-    errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
+    errors = counts[ERROR] + sum(not p.usage for p in problems)
     summary = (
         f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
         f"{counts[NOT_APPLICABLE]} not applicable, "
@@ -178,16 +184,16 @@ def _check_command(args: argparse.Namespace) -> int:
         f"{'rule' if len(selected) == 1 else 'rules'} in {elapsed:.1f} s"
     )
     console.print(summary)
-    code = _exit_code(counts[FAILED], errors, bool(problems))
+    code = _exit_code(counts[FAILED], errors, any(p.usage for p in problems))
     return _write_outputs(console, args, problems, results, code, elapsed)
 
 
-def _exit_code(failed: int, errors: int, problems: bool) -> int:
+def _exit_code(failed: int, errors: int, usage: bool) -> int:
     if failed:
         return EXIT_FAILED
     if errors:
         return EXIT_ERROR
-    if problems:
+    if usage:
         return EXIT_USAGE
     return EXIT_OK
 
@@ -306,7 +312,7 @@ def _list_command(args: argparse.Namespace) -> int:
     console.print(table)
     _print_details(console, problems, [])
     console.print(f"{len(rules)} rules")
-    return _exit_code(0, sum(p.stage != "target" for p in problems), bool(problems))
+    return _exit_code(0, sum(not p.usage for p in problems), any(p.usage for p in problems))
 
 
 def _table(problems: Sequence[Problem], results: Sequence[PropertyResult]) -> Table:
@@ -367,32 +373,64 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
     """Import the targets; return the rules they registered, and what could not load.
 
     A declaration that raises InvalidSpec does not stop its module from loading: it
-    becomes a problem of its own, and the module's other rules are still checked.
+    becomes a problem of its own, and the module's other rules are still checked. A
+    target that imports but declares no rule is a problem too, unless the targets
+    yield no rule and no problem at all, which the caller reports as a whole.
     """
-    before = list(default_registry)
-    modules: list[ModuleType] = []
+    found: list[Rule | BrokenRule] = []
     problems: list[Problem] = []
+    empty: list[Problem] = []
     with collecting():
         for target in targets:
-            try:
-                loaded, failures = import_target(target)
-            except InvalidSpec as error:
-                problems.append(Problem(target, "target", f"{target}: {error}"))
-                continue
-            except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
-                problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
-                continue
-            modules.extend(loaded)
-            for name, error in failures:
-                problems.append(Problem(name, "import", f"importing {name} failed:\n{_import_traceback(error)}"))
-    found = [r for r in default_registry if not any(r is b for b in before)]
-    for module in modules:
-        for value in vars(module).values():
-            if isinstance(value, (Rule, BrokenRule)) and not any(value is r for r in found):
-                found.append(value)
+            before = list(default_registry)
+            problems_before = len(problems)
+            # A module that raised may have declared rules before it did.
+            declared = _declared_rules(_import_reporting_failures(target, problems), before)
+            if not declared and len(problems) == problems_before:
+                empty.append(Problem(target, "target", _no_rules_in_target_message(target)))
+            found.extend(r for r in declared if not any(r is f for f in found))
+    if found or problems:
+        problems.extend(empty)
     for broken in (r for r in found if isinstance(r, BrokenRule)):
         problems.append(Problem(broken.name, "declaration", f"{broken.location}: {broken.error}"))
     return [r for r in found if isinstance(r, Rule)], problems
+
+
+def _import_reporting_failures(target: str, problems: list[Problem]) -> list[ModuleType]:
+    """Import a target; return the modules that loaded, and add a problem per failure."""
+    try:
+        loaded, failures = import_target(target)
+    except InvalidSpec as error:
+        problems.append(Problem(target, "target", f"{target}: {error}", usage=True))
+        return []
+    except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
+        problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
+        return []
+    for name, error in failures:
+        problems.append(Problem(name, "import", f"importing {name} failed:\n{_import_traceback(error)}"))
+    return loaded
+
+
+def _declared_rules(modules: Sequence[ModuleType], before: Sequence[Rule | BrokenRule]) -> list[Rule | BrokenRule]:
+    """Return the rules, broken ones included, that a target's modules declare.
+
+    These are the rules that joined the default registry while the target was imported,
+    and those that the modules hold in global variables, which also finds the rules of
+    a module that an earlier target imported already.
+    """
+    declared = [r for r in default_registry if not any(r is b for b in before)]
+    for module in modules:
+        for value in vars(module).values():
+            if isinstance(value, (Rule, BrokenRule)) and not any(value is r for r in declared):
+                declared.append(value)
+    return declared
+
+
+def _no_rules_in_target_message(target: str) -> str:
+    return (
+        f"No rules are registered by {target}; decorate its ops with @vjpcheck.rule or "
+        "call vjpcheck.register in it."
+    )
 
 
 def _import_traceback(error: BaseException) -> str:
