@@ -145,6 +145,42 @@ def test_rules_before_import_error_kept(tmp_path, capsys):
     assert "No rules are registered by" not in out
 
 
+# The first declaration becomes a declaration error. The second raises while the module
+# is imported, so the file becomes an error of its own.
+TWO_BROKEN_DECLARATIONS = """
+import vjpcheck as vc
+
+@vc.rule("(n)->(n)", specs={"y": vc.real()})
+def cli_broken_specs(x):
+    return x
+
+@vc.rule("(n)->(n)", frobnicate=True)
+def cli_broken_option(x):
+    return x
+"""
+
+
+def test_summary_counts_every_error_row(tmp_path, capsys):
+    path = tmp_path / "cli_two_broken.py"
+    path.write_text(TWO_BROKEN_DECLARATIONS)
+    code, out = run(capsys, str(path), "--json", str(tmp_path / "out.json"))
+    counts = json.loads((tmp_path / "out.json").read_text())["counts"]
+    assert code == 3
+    assert out.count(" ERROR ") == 2
+    assert "0 passed, 0 failed, 2 errors, 0 not applicable, 0 rules in" in out
+    assert counts["error"] == 2
+
+
+def test_summary_counts_missing_target(tmp_path, capsys):
+    good = write_module(tmp_path, "cli_counted.py", "cli_counted_linear", "jnp.outer(g, x)")
+    args = ("--max-examples", "3", "--property", "structure", "--json", str(tmp_path / "out.json"))
+    code, out = run(capsys, str(tmp_path / "absent.py"), str(good), *args)
+    counts = json.loads((tmp_path / "out.json").read_text())["counts"]
+    assert code == 2
+    assert "1 passed, 0 failed, 1 error, 0 not applicable, 1 rule in" in out
+    assert counts["error"] == 1
+
+
 def test_folder_target_imports_package(tmp_path, capsys):
     package = tmp_path / "cli_package"
     package.mkdir()
@@ -289,7 +325,7 @@ def test_list_shows_signatures(tmp_path, capsys):
     assert code == 0
     assert "cli_list_linear(W(h,d), x(d), b(h)) -> (h)" in out
     assert "f32,f64" in out
-    assert "1 rules" in out
+    assert "1 rule\n" in out
 
 
 def test_list_reports_declaration_error(tmp_path, capsys):

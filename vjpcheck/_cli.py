@@ -175,17 +175,23 @@ def _check_command(args: argparse.Namespace) -> int:
     console.print(_table(problems, results))
     _print_details(console, problems, results)
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in _LABELS}
-    errors = counts[ERROR] + sum(not p.usage for p in problems)
+    # Every ERROR row counts, as in the --json counts. The exit code counts only the
+    # problems that raised, because a target that does not exist gives 2 rather than 3.
+    error_rows = counts[ERROR] + len(problems)
     summary = (
-        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
+        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {_plural(error_rows, 'error')}, "
         f"{counts[NOT_APPLICABLE]} not applicable, "
         + (f"{counts[INCONCLUSIVE]} inconclusive, " if counts[INCONCLUSIVE] else "")
-        + f"{len(selected)} "
-        f"{'rule' if len(selected) == 1 else 'rules'} in {elapsed:.1f} s"
+        + f"{_plural(len(selected), 'rule')} in {elapsed:.1f} s"
     )
     console.print(summary)
-    code = _exit_code(counts[FAILED], errors, any(p.usage for p in problems))
+    raised = counts[ERROR] + sum(not p.usage for p in problems)
+    code = _exit_code(counts[FAILED], raised, any(p.usage for p in problems))
     return _write_outputs(console, args, problems, results, code, elapsed)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _exit_code(failed: int, errors: int, usage: bool) -> int:
@@ -311,7 +317,7 @@ def _list_command(args: argparse.Namespace) -> int:
         )
     console.print(table)
     _print_details(console, problems, [])
-    console.print(f"{len(rules)} rules")
+    console.print(_plural(len(rules), "rule"))
     return _exit_code(0, sum(not p.usage for p in problems), any(p.usage for p in problems))
 
 
