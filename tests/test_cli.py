@@ -67,6 +67,8 @@ def test_reshaped_weight_grad_exits_one(tmp_path, capsys):
     assert "Cotangent for 'W' (input 0)" in out
     sizes = re.search(r"Draw 1 \(core dimension sizes\): \{'h': (\d), 'd': (\d)\}", out)
     assert sizes.group(1) != sizes.group(2)
+    assert "To replay this example: vjpcheck.check(cli_reshaped_linear" in out
+    assert "@reproduce_failure" not in out
 
 
 def test_transposed_weight_grad_fails_structure(tmp_path, capsys):

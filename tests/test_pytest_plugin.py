@@ -185,6 +185,7 @@ def test_failure_shows_report(project):
     output = result.stdout.str()
     assert re.search(r"Rule 'plugin_wrong_linear' \(ops\.py:\d+\) failed property 'matches_autodiff'\.", output)
     assert "To replay this example: vjpcheck.check(plugin_wrong_linear" in output
+    assert "@reproduce_failure" not in output
     assert "Traceback" not in output
     assert "_check.py" not in output
 
