@@ -421,11 +421,18 @@ def _timeout_message(ctx: Context, name: str, timeout: float) -> str:
 
 
 def _discard_message(ctx: Context, name: str, error: BaseException) -> str:
+    """Explain a run that Hypothesis stopped because too few draws were valid.
+
+    Hypothesis's own message is kept only when vjpcheck recorded no discard that
+    explains the stop. Its advice (a @settings decorator, rewriting a filter) is about
+    a test function inside vjpcheck, which the user cannot change.
+    """
     reasons = ", ".join(f"{count} x {reason}" for reason, count in ctx.stats.discarded.most_common())
-    return (
+    message = (
         f"Rule {ctx.rule.name!r} ({ctx.rule.location}): property {name!r} in "
         f"{ctx.dtype.name} could not draw enough valid examples "
         f"({ctx.stats.examples} ran; discarded: {reasons or 'none recorded'}). "
-        f"Widen the specs so that fewer draws are discarded.\nHypothesis: {error}"
+        "Widen the specs so that fewer draws are discarded."
     )
+    return message if reasons else f"{message}\nHypothesis: {error}"
 
