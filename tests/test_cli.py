@@ -294,6 +294,33 @@ def test_dtype_option_takes_supported_dtypes():
         assert parser.parse_args(["check", "rules", "--dtype", name]).dtypes == [name]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--max-side", "0", "argument --max-side: invalid value '0': give an integer of at least 1"),
+        ("--max-side", "two", "argument --max-side: invalid value 'two': give an integer of at least 1"),
+        ("--max-examples", "0", "argument --max-examples: invalid value '0': give an integer of at least 1"),
+        ("--max-examples", "2.5", "argument --max-examples: invalid value '2.5': give an integer of at least 1"),
+        ("--timeout", "-5", "argument --timeout: invalid value '-5': give a number of seconds greater than 0, or 0 to turn the limit off"),
+        ("--timeout", "inf", "argument --timeout: invalid value 'inf': give a number of seconds greater than 0, or 0 to turn the limit off"),
+    ],
+    ids=["max-side-0", "max-side-word", "max-examples-0", "max-examples-fraction", "timeout-negative", "timeout-inf"],
+)
+def test_invalid_number_names_option(tmp_path, capsys, option, value, expected):
+    path = write_module(tmp_path, "cli_numbers.py", "cli_numbers_linear", "jnp.outer(g, x)")
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(path), option, value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert expected in err
+    assert "min_side" not in err
+    assert "None" not in err
+
+
+def test_zero_timeout_turns_limit_off():
+    assert _parser().parse_args(["check", "rules", "--timeout", "0"]).timeout == 0.0
+
+
 def test_rule_option_selects_rule(tmp_path, capsys):
     module = tmp_path / "cli_select.py"
     module.write_text(textwrap.dedent(TWO_RULES).replace("cli_ci_", "cli_select_"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import pkgutil
 import sys
@@ -85,7 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("targets", nargs="+", metavar="TARGET", help="a .py file, a folder or a dotted module")
     check.add_argument(
-        "--max-examples", type=int, default=None, metavar="N",
+        "--max-examples", type=_positive_int, default=None, metavar="N",
         help="Hypothesis examples per rule, property and dtype (default: the Hypothesis profile's, 100)",
     )
     check.add_argument(
@@ -100,10 +101,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype", action="append", dest="dtypes", choices=[d.name for d in SUPPORTED_DTYPES],
         help="check only this dtype; repeat for several (default: each rule's dtypes)",
     )
-    check.add_argument("--max-side", type=int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)")
+    check.add_argument(
+        "--max-side", type=_positive_int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)",
+    )
     check.add_argument("--seed", type=int, default=None, help="seed for Hypothesis's random draws")
     check.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS",
+        "--timeout", type=_seconds, default=60.0, metavar="SECONDS",
         help="stop an example that runs longer than this and report an error; 0 turns the limit off (default: 60)",
     )
     check.add_argument(
@@ -129,6 +132,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("targets", nargs="+", metavar="TARGET", help="a .py file, a folder or a dotted module")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """Parse an integer of at least 1. argparse adds the option's name to the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: give an integer of at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """Parse a finite number of seconds of at least 0. argparse adds the option's name to the error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give a number of seconds greater than 0, or 0 to turn the limit off"
+        )
+    return value
 
 
 def _console() -> Console:
