@@ -371,6 +371,26 @@ def test_list_reports_declaration_error(tmp_path, capsys):
     assert "specs name ['y'], which are not arguments" in out
 
 
+def test_declaration_error_location_in_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "cli_located.py"
+    path.write_text(
+        "import vjpcheck as vc\n\n"
+        "@vc.rule('(n)->(n)', specs={'y': vc.real()})\n"
+        "def cli_located(x):\n"
+        "    return x\n"
+    )
+    code, out = run(capsys, "cli_located.py", "--json", "out.json", "--junit-xml", "out.xml")
+    record = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    case = ElementTree.parse(tmp_path / "out.xml").getroot().find("testsuite/testcase")
+    assert code == 3
+    assert record["property"] == "declaration"
+    assert record["location"] == "cli_located.py:3"
+    assert record["message"].startswith("cli_located.py:3: ")
+    assert case.get("file") == "cli_located.py"
+    assert case.get("line") == "3"
+
+
 @pytest.fixture
 def restore_jax_cache_config():
     names = [

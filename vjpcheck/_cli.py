@@ -57,6 +57,8 @@ class Problem:
     # Whether the problem makes the exit code 2 rather than 3: a target that does not
     # exist, or one whose import raised InvalidSpec.
     usage: bool = False
+    # For a declaration that raised, where it is, as path:line.
+    location: str | None = None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -425,7 +427,9 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
     if found or problems:
         problems.extend(empty)
     for broken in (r for r in found if isinstance(r, BrokenRule)):
-        problems.append(Problem(broken.name, "declaration", f"{broken.location}: {broken.error}"))
+        problems.append(Problem(
+            broken.name, "declaration", f"{broken.location}: {broken.error}", location=broken.location,
+        ))
     return [r for r in found if isinstance(r, Rule)], problems
 
 
