@@ -232,6 +232,15 @@ def test_missing_target_is_item(pytester):
     assert "is neither a file, a folder nor an importable module" in result.stdout.str()
 
 
+def test_missing_file_named_once(pytester):
+    pytester.makeconftest(PROFILES)
+    pytester.makeini("[pytest]\nvjpcheck_targets = missing.py\n")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    messages = [line for line in result.outlines if "no file or folder named" in line and not line.startswith("FAILED")]
+    assert messages == [f"no file or folder named {str(pytester.path / 'missing.py')!r}; check the path."]
+
+
 def test_module_without_rules_fails(project):
     project.makepyfile(ops="x = 1\n")
     result = run(project)

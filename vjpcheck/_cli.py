@@ -61,6 +61,10 @@ class Problem:
     location: str | None = None
 
 
+class TargetNotFound(InvalidSpec):
+    """A target is neither a file, a folder nor an importable module; the message names it."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -437,6 +441,9 @@ def _import_reporting_failures(target: str, problems: list[Problem]) -> list[Mod
     """Import a target; return the modules that loaded, and add a problem per failure."""
     try:
         loaded, failures = import_target(target)
+    except TargetNotFound as error:
+        problems.append(Problem(target, "target", str(error), usage=True))
+        return []
     except InvalidSpec as error:
         problems.append(Problem(target, "target", f"{target}: {error}", usage=True))
         return []
@@ -490,7 +497,7 @@ def import_target(target: str) -> tuple[list[ModuleType], list[tuple[str, BaseEx
     path = Path(target)
     if path.suffix == ".py" or path.exists():
         if not path.exists():
-            raise InvalidSpec(f"no file or folder named {target!r}")
+            raise TargetNotFound(f"no file or folder named {target!r}; check the path.")
         failures: list[tuple[str, BaseException]] = []
         return _import_path(path.resolve(), failures), failures
     if os.getcwd() not in sys.path:
@@ -499,7 +506,7 @@ def import_target(target: str) -> tuple[list[ModuleType], list[tuple[str, BaseEx
         module = importlib.import_module(target)
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
-            raise InvalidSpec(
+            raise TargetNotFound(
                 f"{target!r} is neither a file, a folder nor an importable module "
                 f"({error}); pass a path, or install the package that provides it."
             ) from None
