@@ -1,8 +1,14 @@
-"""JAX's own derivative rules for four functions, checked against textbook formulas.
+"""The derivatives JAX computes for four of its functions, checked against textbook formulas.
 
-jax.nn.softmax, jax.nn.log_softmax, jax.nn.relu and jax.scipy.special.logsumexp carry
-custom derivative rules written by the JAX developers. Registering them with plain
-references lets vjpcheck test those rules like any other:
+In JAX 0.10.2, jax.nn.relu is a jax.custom_jvp function, with a derivative rule written
+by the JAX developers. jax.nn.softmax, jax.nn.log_softmax and jax.scipy.special.logsumexp
+have no custom rule of their own, so JAX differentiates their implementations, which
+subtract the maximum under lax.stop_gradient. jax.nn.softmax calls a jax.custom_jvp
+helper instead when JAX's option jax_softmax_custom_jvp is on, and it is off by default.
+
+Without reference=, vjpcheck.register would compare such a function with JAX's
+derivative of itself, which checks nothing, so it raises instead. Each function is
+registered here with a textbook reference, whose JAX derivative is the truth:
 
     vjpcheck check examples/jax_builtins.py
 """

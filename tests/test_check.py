@@ -67,6 +67,14 @@ def test_report_names_rule_property_input_shapes(reshaped_linear):
     assert "To replay this example: vjpcheck.check(reshaped_linear, properties=['matches_autodiff'], dtypes=['float32'], reproduce_failure=(" in text
 
 
+def test_report_leaves_out_hypothesis_replay(reshaped_linear):
+    text = report_text(reshaped_linear, properties=["matches_autodiff"], dtypes=["float32"], max_side=3)
+    assert "@reproduce_failure" not in text
+    assert "as a decorator on your test function" not in text
+    assert re.search(r"\nDraw 5 \(cotangent\): [^\n]*\n\nTo replay this example: vjpcheck\.check\(", text)
+    assert text.count("To replay this example:") == 1
+
+
 def test_report_shrinks_to_distinct_sizes(reshaped_linear):
     text = report_text(reshaped_linear, properties=["matches_autodiff"], dtypes=["float32"], max_side=3)
     sizes = re.search(r"Draw 1 \(core dimension sizes\): \{'h': (\d), 'd': (\d)\}", text)

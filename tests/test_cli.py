@@ -67,6 +67,8 @@ def test_reshaped_weight_grad_exits_one(tmp_path, capsys):
     assert "Cotangent for 'W' (input 0)" in out
     sizes = re.search(r"Draw 1 \(core dimension sizes\): \{'h': (\d), 'd': (\d)\}", out)
     assert sizes.group(1) != sizes.group(2)
+    assert "To replay this example: vjpcheck.check(cli_reshaped_linear" in out
+    assert "@reproduce_failure" not in out
 
 
 def test_transposed_weight_grad_fails_structure(tmp_path, capsys):
@@ -104,6 +106,81 @@ def test_module_without_rules_reported(tmp_path, capsys):
     code, out = run(capsys, str(path))
     assert code == 2
     assert "No rules are registered by" in out
+
+
+def test_target_without_rules_beside_rules(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cli_no_rules.py").write_text("x = 1\n")
+    write_module(tmp_path, "cli_beside.py", "cli_beside_linear", "jnp.outer(g, x)")
+    code, out = run(capsys, "cli_no_rules.py", "cli_beside.py", "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert "cli_beside_linear" in out
+    assert re.search(r"│ cli_no_rules\.py\s*│ target\s*│ ERROR", out)
+    assert "No rules are registered by cli_no_rules.py; decorate its ops with @vjpcheck.rule" in out
+
+
+def test_folder_reports_only_named_target(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = tmp_path / "cli_partly_empty"
+    folder.mkdir()
+    (folder / "cli_partly_helpers.py").write_text("x = 1\n")
+    write_module(folder, "cli_partly_layer.py", "cli_partly_empty_linear", "jnp.outer(g, x)")
+    empty_folder = tmp_path / "cli_empty_folder"
+    empty_folder.mkdir()
+    (empty_folder / "cli_empty_one.py").write_text("x = 1\n")
+    (empty_folder / "cli_empty_two.py").write_text("y = 2\n")
+    code, out = run(capsys, "cli_partly_empty", "cli_empty_folder", "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert "cli_partly_helpers.py" not in out
+    assert "cli_empty_one.py" not in out
+    assert "No rules are registered by cli_empty_folder;" in out
+    assert out.count("No rules are registered by") == 1
+
+
+def test_rules_before_import_error_kept(tmp_path, capsys):
+    path = write_module(tmp_path, "cli_half_broken.py", "cli_half_broken_linear", "jnp.outer(g, x)")
+    path.write_text(path.read_text() + "\nraise RuntimeError('this module breaks after its rule')\n")
+    code, out = run(capsys, str(path), "--max-examples", "3", "--property", "structure")
+    assert code == 3
+    assert re.search(r"cli_half_broken_linear\s*│ structure\s*│ PASS", out)
+    assert "RuntimeError: this module breaks after its rule" in out
+    assert "No rules are registered by" not in out
+
+
+# The first declaration becomes a declaration error. The second raises while the module
+# is imported, so the file becomes an error of its own.
+TWO_BROKEN_DECLARATIONS = """
+import vjpcheck as vc
+
+@vc.rule("(n)->(n)", specs={"y": vc.real()})
+def cli_broken_specs(x):
+    return x
+
+@vc.rule("(n)->(n)", frobnicate=True)
+def cli_broken_option(x):
+    return x
+"""
+
+
+def test_summary_counts_every_error_row(tmp_path, capsys):
+    path = tmp_path / "cli_two_broken.py"
+    path.write_text(TWO_BROKEN_DECLARATIONS)
+    code, out = run(capsys, str(path), "--json", str(tmp_path / "out.json"))
+    counts = json.loads((tmp_path / "out.json").read_text())["counts"]
+    assert code == 3
+    assert out.count(" ERROR ") == 2
+    assert "0 passed, 0 failed, 2 errors, 0 not applicable, 0 rules in" in out
+    assert counts["error"] == 2
+
+
+def test_summary_counts_missing_target(tmp_path, capsys):
+    good = write_module(tmp_path, "cli_counted.py", "cli_counted_linear", "jnp.outer(g, x)")
+    args = ("--max-examples", "3", "--property", "structure", "--json", str(tmp_path / "out.json"))
+    code, out = run(capsys, str(tmp_path / "absent.py"), str(good), *args)
+    counts = json.loads((tmp_path / "out.json").read_text())["counts"]
+    assert code == 2
+    assert "1 passed, 0 failed, 1 error, 0 not applicable, 1 rule in" in out
+    assert counts["error"] == 1
 
 
 def test_folder_target_imports_package(tmp_path, capsys):
@@ -217,6 +294,33 @@ def test_dtype_option_takes_supported_dtypes():
         assert parser.parse_args(["check", "rules", "--dtype", name]).dtypes == [name]
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--max-side", "0", "argument --max-side: invalid value '0': give an integer of at least 1"),
+        ("--max-side", "two", "argument --max-side: invalid value 'two': give an integer of at least 1"),
+        ("--max-examples", "0", "argument --max-examples: invalid value '0': give an integer of at least 1"),
+        ("--max-examples", "2.5", "argument --max-examples: invalid value '2.5': give an integer of at least 1"),
+        ("--timeout", "-5", "argument --timeout: invalid value '-5': give a number of seconds greater than 0, or 0 to turn the limit off"),
+        ("--timeout", "inf", "argument --timeout: invalid value 'inf': give a number of seconds greater than 0, or 0 to turn the limit off"),
+    ],
+    ids=["max-side-0", "max-side-word", "max-examples-0", "max-examples-fraction", "timeout-negative", "timeout-inf"],
+)
+def test_invalid_number_names_option(tmp_path, capsys, option, value, expected):
+    path = write_module(tmp_path, "cli_numbers.py", "cli_numbers_linear", "jnp.outer(g, x)")
+    with pytest.raises(SystemExit) as info:
+        main(["check", str(path), option, value])
+    err = capsys.readouterr().err
+    assert info.value.code == 2
+    assert expected in err
+    assert "min_side" not in err
+    assert "None" not in err
+
+
+def test_zero_timeout_turns_limit_off():
+    assert _parser().parse_args(["check", "rules", "--timeout", "0"]).timeout == 0.0
+
+
 def test_rule_option_selects_rule(tmp_path, capsys):
     module = tmp_path / "cli_select.py"
     module.write_text(textwrap.dedent(TWO_RULES).replace("cli_ci_", "cli_select_"))
@@ -250,7 +354,7 @@ def test_list_shows_signatures(tmp_path, capsys):
     assert code == 0
     assert "cli_list_linear(W(h,d), x(d), b(h)) -> (h)" in out
     assert "f32,f64" in out
-    assert "1 rules" in out
+    assert "1 rule\n" in out
 
 
 def test_list_reports_declaration_error(tmp_path, capsys):
@@ -265,6 +369,26 @@ def test_list_reports_declaration_error(tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 3
     assert "specs name ['y'], which are not arguments" in out
+
+
+def test_declaration_error_location_in_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "cli_located.py"
+    path.write_text(
+        "import vjpcheck as vc\n\n"
+        "@vc.rule('(n)->(n)', specs={'y': vc.real()})\n"
+        "def cli_located(x):\n"
+        "    return x\n"
+    )
+    code, out = run(capsys, "cli_located.py", "--json", "out.json", "--junit-xml", "out.xml")
+    record = json.loads((tmp_path / "out.json").read_text())["results"][0]
+    case = ElementTree.parse(tmp_path / "out.xml").getroot().find("testsuite/testcase")
+    assert code == 3
+    assert record["property"] == "declaration"
+    assert record["location"] == "cli_located.py:3"
+    assert record["message"].startswith("cli_located.py:3: ")
+    assert case.get("file") == "cli_located.py"
+    assert case.get("line") == "3"
 
 
 @pytest.fixture

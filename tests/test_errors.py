@@ -7,6 +7,7 @@ reported as that rule's error, and every other rule still runs.
 
 import re
 import textwrap
+import warnings
 
 import jax.numpy as jnp
 import numpy as np
@@ -98,6 +99,21 @@ def test_unsatisfiable_spec_names_argument(registry):
     assert "could not draw enough valid examples" in message
     assert "the spec for 'x' gave up on a draw" in message
     assert "Widen the specs" in message
+
+
+def test_never_finite_output_message(registry):
+    rule = declare(registry, "(n)->(n)", lambda x, out, g: (0.0 * g,), primal=lambda x: x * jnp.inf)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        message = error_message(rule)
+        determinism = vc.check_report(rule, properties=["determinism"], dtypes=["float32"]).results[0]
+    assert [str(w.message) for w in caught] == []
+    assert "could not draw enough valid examples (0 ran; discarded: " in message
+    assert "x op output not finite in float32)" in message
+    assert "Widen the specs" in message
+    assert "Hypothesis" not in message
+    assert "suppress_health_check" not in message
+    assert determinism.outcome == "passed"
 
 
 def test_example_timeout_message(registry):

@@ -185,6 +185,7 @@ def test_failure_shows_report(project):
     output = result.stdout.str()
     assert re.search(r"Rule 'plugin_wrong_linear' \(ops\.py:\d+\) failed property 'matches_autodiff'\.", output)
     assert "To replay this example: vjpcheck.check(plugin_wrong_linear" in output
+    assert "@reproduce_failure" not in output
     assert "Traceback" not in output
     assert "_check.py" not in output
 
@@ -231,11 +232,30 @@ def test_missing_target_is_item(pytester):
     assert "is neither a file, a folder nor an importable module" in result.stdout.str()
 
 
+def test_missing_file_named_once(pytester):
+    pytester.makeconftest(PROFILES)
+    pytester.makeini("[pytest]\nvjpcheck_targets = missing.py\n")
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    messages = [line for line in result.outlines if "no file or folder named" in line and not line.startswith("FAILED")]
+    assert messages == [f"no file or folder named {str(pytester.path / 'missing.py')!r}; check the path."]
+
+
 def test_module_without_rules_fails(project):
     project.makepyfile(ops="x = 1\n")
     result = run(project)
     result.assert_outcomes(failed=1)
     assert "No rules are registered by ops.py" in result.stdout.str()
+
+
+def test_target_without_rules_is_item(pytester):
+    pytester.makeconftest(PROFILES)
+    pytester.makepyfile(ops=DOUBLE, empty="x = 1\n")
+    result = run(pytester, "--vjpcheck", "empty.py", "--vjpcheck", "ops.py", "-k", "empty or structure")
+    result.assert_outcomes(failed=1, passed=1)
+    output = result.stdout.str()
+    assert "FAILED vjpcheck::empty.py[target]" in output
+    assert "No rules are registered by empty.py; decorate its ops with @vjpcheck.rule" in output
 
 
 def test_ordinary_check_test_runs(project):

@@ -367,20 +367,31 @@ def _with_notes(
     message: str | None = None,
     printed: Sequence[str] = (),
 ) -> str:
-    """Return the report: the message, Hypothesis's notes, and a line to replay it."""
+    """Return the report: the message, Hypothesis's notes, and lines to replay it.
+
+    Hypothesis's own line about decorating the test function with @reproduce_failure
+    is left out of the report and of the exception's notes, because that test function
+    is inside vjpcheck. vjpcheck's replay line takes its place.
+    """
+    notes = list(getattr(error, "__notes__", []))
+    replays = []
     for text in printed:
         seed = _SEED.search(text)
         if seed:
-            error.add_note(
+            replays.append(
                 f"To replay this run: vjpcheck.check({ctx.rule.name}, properties=[{name!r}], "
                 f"dtypes=[{ctx.dtype.name!r}], seed={seed[1]}), or vjpcheck check --seed {seed[1]}"
             )
-    replay = _replay_line(ctx, name, getattr(error, "__notes__", []))
+    replay = _replay_line(ctx, name, notes)
     if replay:
-        error.add_note(replay)
+        replays.append(replay)
+    notes = [n for n in notes if not _BLOB.search(n)]
+    if replays:
+        # A blank line sets the replay lines apart from the drawn example above them.
+        notes += ["\n" + replays[0], *replays[1:]]
+    error.__notes__ = notes
     text = message if message is not None else str(error)
-    notes = [n for n in getattr(error, "__notes__", []) if not n.startswith(_JAX_FILTER_NOTE)]
-    return "\n".join([text, *notes])
+    return "\n".join([text, *(n for n in notes if not n.startswith(_JAX_FILTER_NOTE))])
 
 
 def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
@@ -410,11 +421,18 @@ def _timeout_message(ctx: Context, name: str, timeout: float) -> str:
 
 
 def _discard_message(ctx: Context, name: str, error: BaseException) -> str:
+    """Explain a run that Hypothesis stopped because too few draws were valid.
+
+    Hypothesis's own message is kept only when vjpcheck recorded no discard that
+    explains the stop. Its advice (a @settings decorator, rewriting a filter) is about
+    a test function inside vjpcheck, which the user cannot change.
+    """
     reasons = ", ".join(f"{count} x {reason}" for reason, count in ctx.stats.discarded.most_common())
-    return (
+    message = (
         f"Rule {ctx.rule.name!r} ({ctx.rule.location}): property {name!r} in "
         f"{ctx.dtype.name} could not draw enough valid examples "
         f"({ctx.stats.examples} ran; discarded: {reasons or 'none recorded'}). "
-        f"Widen the specs so that fewer draws are discarded.\nHypothesis: {error}"
+        "Widen the specs so that fewer draws are discarded."
     )
+    return message if reasons else f"{message}\nHypothesis: {error}"
 

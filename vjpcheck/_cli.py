@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import math
 import os
 import pkgutil
 import sys
@@ -32,11 +33,14 @@ from vjpcheck._properties import PROPERTIES
 from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, default_registry
 from vjpcheck._strategies import ShapeOptions
 
-# Exit codes, in order of precedence when several apply: 1 when a property failed; 3
-# when a rule, a declaration or the import of a target raised an error; 2 when the
-# command line was invalid; 0 when every property passed or does not apply. An invalid
-# command line is an invalid option, a target or --rule name that does not exist, no
-# rules found, or a --json or --junit-xml file that cannot be written.
+# Exit codes, in order of precedence when several apply:
+# 1: a property failed.
+# 3: a rule, a declaration or the import of a target raised an error, or a target
+#    registered no rules while other targets registered rules or reported problems.
+# 2: the command line was invalid: an invalid option, a target or --rule name that does
+#    not exist, no rules in any target, or a --json or --junit-xml file that cannot be
+#    written.
+# 0: every property passed or does not apply.
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3
 
 _STYLES = {PASSED: "green", FAILED: "bold red", ERROR: "bold magenta", NOT_APPLICABLE: "dim", INCONCLUSIVE: "yellow"}
@@ -50,6 +54,15 @@ class Problem:
     name: str
     stage: str
     message: str
+    # Whether the problem makes the exit code 2 rather than 3: a target that does not
+    # exist, or one whose import raised InvalidSpec.
+    usage: bool = False
+    # For a declaration that raised, where it is, as path:line.
+    location: str | None = None
+
+
+class TargetNotFound(InvalidSpec):
+    """A target is neither a file, a folder nor an importable module; the message names it."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("targets", nargs="+", metavar="TARGET", help="a .py file, a folder or a dotted module")
     check.add_argument(
-        "--max-examples", type=int, default=None, metavar="N",
+        "--max-examples", type=_positive_int, default=None, metavar="N",
         help="Hypothesis examples per rule, property and dtype (default: the Hypothesis profile's, 100)",
     )
     check.add_argument(
@@ -94,10 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype", action="append", dest="dtypes", choices=[d.name for d in SUPPORTED_DTYPES],
         help="check only this dtype; repeat for several (default: each rule's dtypes)",
     )
-    check.add_argument("--max-side", type=int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)")
+    check.add_argument(
+        "--max-side", type=_positive_int, default=4, metavar="N", help="largest drawn core dimension size (default: 4)",
+    )
     check.add_argument("--seed", type=int, default=None, help="seed for Hypothesis's random draws")
     check.add_argument(
-        "--timeout", type=float, default=60.0, metavar="SECONDS",
+        "--timeout", type=_seconds, default=60.0, metavar="SECONDS",
         help="stop an example that runs longer than this and report an error; 0 turns the limit off (default: 60)",
     )
     check.add_argument(
@@ -123,6 +138,30 @@ def _parser() -> argparse.ArgumentParser:
     )
     listing.add_argument("targets", nargs="+", metavar="TARGET", help="a .py file, a folder or a dotted module")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    """Parse an integer of at least 1. argparse adds the option's name to the error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"invalid value {text!r}: give an integer of at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """Parse a finite number of seconds of at least 0. argparse adds the option's name to the error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(
+            f"invalid value {text!r}: give a number of seconds greater than 0, or 0 to turn the limit off"
+        )
+    return value
 
 
 def _console() -> Console:
@@ -169,25 +208,31 @@ def _check_command(args: argparse.Namespace) -> int:
     console.print(_table(problems, results))
     _print_details(console, problems, results)
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in _LABELS}
-    errors = counts[ERROR] + sum(p.stage != "target" for p in problems)
+    # Every ERROR row counts, as in the --json counts. The exit code counts only the
+    # problems that raised, because a target that does not exist gives 2 rather than 3.
+    error_rows = counts[ERROR] + len(problems)
     summary = (
-        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {errors} errors, "
+        f"{counts[PASSED]} passed, {counts[FAILED]} failed, {_plural(error_rows, 'error')}, "
         f"{counts[NOT_APPLICABLE]} not applicable, "
         + (f"{counts[INCONCLUSIVE]} inconclusive, " if counts[INCONCLUSIVE] else "")
-        + f"{len(selected)} "
-        f"{'rule' if len(selected) == 1 else 'rules'} in {elapsed:.1f} s"
+        + f"{_plural(len(selected), 'rule')} in {elapsed:.1f} s"
     )
     console.print(summary)
-    code = _exit_code(counts[FAILED], errors, bool(problems))
+    raised = counts[ERROR] + sum(not p.usage for p in problems)
+    code = _exit_code(counts[FAILED], raised, any(p.usage for p in problems))
     return _write_outputs(console, args, problems, results, code, elapsed)
 
 
-def _exit_code(failed: int, errors: int, problems: bool) -> int:
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _exit_code(failed: int, errors: int, usage: bool) -> int:
     if failed:
         return EXIT_FAILED
     if errors:
         return EXIT_ERROR
-    if problems:
+    if usage:
         return EXIT_USAGE
     return EXIT_OK
 
@@ -305,8 +350,8 @@ def _list_command(args: argparse.Namespace) -> int:
         )
     console.print(table)
     _print_details(console, problems, [])
-    console.print(f"{len(rules)} rules")
-    return _exit_code(0, sum(p.stage != "target" for p in problems), bool(problems))
+    console.print(_plural(len(rules), "rule"))
+    return _exit_code(0, sum(not p.usage for p in problems), any(p.usage for p in problems))
 
 
 def _table(problems: Sequence[Problem], results: Sequence[PropertyResult]) -> Table:
@@ -367,32 +412,69 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
     """Import the targets; return the rules they registered, and what could not load.
 
     A declaration that raises InvalidSpec does not stop its module from loading: it
-    becomes a problem of its own, and the module's other rules are still checked.
+    becomes a problem of its own, and the module's other rules are still checked. A
+    target that imports but declares no rule is a problem too, unless the targets
+    yield no rule and no problem at all, which the caller reports as a whole.
     """
-    before = list(default_registry)
-    modules: list[ModuleType] = []
+    found: list[Rule | BrokenRule] = []
     problems: list[Problem] = []
+    empty: list[Problem] = []
     with collecting():
         for target in targets:
-            try:
-                loaded, failures = import_target(target)
-            except InvalidSpec as error:
-                problems.append(Problem(target, "target", f"{target}: {error}"))
-                continue
-            except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
-                problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
-                continue
-            modules.extend(loaded)
-            for name, error in failures:
-                problems.append(Problem(name, "import", f"importing {name} failed:\n{_import_traceback(error)}"))
-    found = [r for r in default_registry if not any(r is b for b in before)]
+            before = list(default_registry)
+            problems_before = len(problems)
+            # A module that raised may have declared rules before it did.
+            declared = _declared_rules(_import_reporting_failures(target, problems), before)
+            if not declared and len(problems) == problems_before:
+                empty.append(Problem(target, "target", _no_rules_in_target_message(target)))
+            found.extend(r for r in declared if not any(r is f for f in found))
+    if found or problems:
+        problems.extend(empty)
+    for broken in (r for r in found if isinstance(r, BrokenRule)):
+        problems.append(Problem(
+            broken.name, "declaration", f"{broken.location}: {broken.error}", location=broken.location,
+        ))
+    return [r for r in found if isinstance(r, Rule)], problems
+
+
+def _import_reporting_failures(target: str, problems: list[Problem]) -> list[ModuleType]:
+    """Import a target; return the modules that loaded, and add a problem per failure."""
+    try:
+        loaded, failures = import_target(target)
+    except TargetNotFound as error:
+        problems.append(Problem(target, "target", str(error), usage=True))
+        return []
+    except InvalidSpec as error:
+        problems.append(Problem(target, "target", f"{target}: {error}", usage=True))
+        return []
+    except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
+        problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
+        return []
+    for name, error in failures:
+        problems.append(Problem(name, "import", f"importing {name} failed:\n{_import_traceback(error)}"))
+    return loaded
+
+
+def _declared_rules(modules: Sequence[ModuleType], before: Sequence[Rule | BrokenRule]) -> list[Rule | BrokenRule]:
+    """Return the rules, broken ones included, that a target's modules declare.
+
+    These are the rules that joined the default registry while the target was imported,
+    and those that the modules hold in global variables, which also finds the rules of
+    a module that an earlier target imported already.
+    """
+    declared = [r for r in default_registry if not any(r is b for b in before)]
     for module in modules:
         for value in vars(module).values():
-            if isinstance(value, (Rule, BrokenRule)) and not any(value is r for r in found):
-                found.append(value)
-    for broken in (r for r in found if isinstance(r, BrokenRule)):
-        problems.append(Problem(broken.name, "declaration", f"{broken.location}: {broken.error}"))
-    return [r for r in found if isinstance(r, Rule)], problems
+            if isinstance(value, (Rule, BrokenRule)) and not any(value is r for r in declared):
+                declared.append(value)
+    return declared
+
+
+def _no_rules_in_target_message(target: str) -> str:
+    return (
+        f"No rules are registered by {target}; decorate its ops with @vjpcheck.rule or "
+        "call vjpcheck.register in it."
+    )
 
 
 def _import_traceback(error: BaseException) -> str:
@@ -415,7 +497,7 @@ def import_target(target: str) -> tuple[list[ModuleType], list[tuple[str, BaseEx
     path = Path(target)
     if path.suffix == ".py" or path.exists():
         if not path.exists():
-            raise InvalidSpec(f"no file or folder named {target!r}")
+            raise TargetNotFound(f"no file or folder named {target!r}; check the path.")
         failures: list[tuple[str, BaseException]] = []
         return _import_path(path.resolve(), failures), failures
     if os.getcwd() not in sys.path:
@@ -424,7 +506,7 @@ def import_target(target: str) -> tuple[list[ModuleType], list[tuple[str, BaseEx
         module = importlib.import_module(target)
     except ModuleNotFoundError as error:
         if error.name and target.startswith(error.name):
-            raise InvalidSpec(
+            raise TargetNotFound(
                 f"{target!r} is neither a file, a folder nor an importable module "
                 f"({error}); pass a path, or install the package that provides it."
             ) from None

@@ -42,7 +42,7 @@ class Record:
 def build_records(problems: Sequence[Problem], results: Sequence[PropertyResult]) -> list[Record]:
     """Turn problems and results into records, problems first, as the table lists them."""
     records = [
-        Record(rule=p.name, property=p.stage, outcome=ERROR, message=p.message)
+        Record(rule=p.name, property=p.stage, outcome=ERROR, location=p.location, message=p.message)
         for p in problems
     ]
     for r in results:

@@ -259,7 +259,7 @@ class RuleItem(_VjpcheckItem):
 
 
 class ProblemItem(_VjpcheckItem):
-    """A target that did not import, or a declaration that raised, as a failing item."""
+    """A target that did not import or has no rules, or a declaration that raised, as a failing item."""
 
     def __init__(self, *, message: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -302,10 +302,10 @@ class Rule:
             return self.primal.fun
         if self.kind == "autodiff":
             raise InvalidSpec(
-                f"{self.name!r} has no custom derivative rule, so comparing it with "
-                "JAX's derivative of itself checks nothing. Pass reference=<a plain "
-                "implementation> to compare against, or reference=None to rely on "
-                "finite differences."
+                f"{self.name!r} is neither a jax.custom_vjp nor a jax.custom_jvp function, "
+                "so its reference would be itself, and comparing JAX's derivative of it "
+                "with itself checks nothing. Pass reference=<a plain implementation> to "
+                "compare against, or reference=None to rely on finite differences."
             )
         return self.primal
 
