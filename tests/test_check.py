@@ -67,6 +67,20 @@ def test_report_names_rule_property_input_shapes(reshaped_linear):
     assert "To replay this example: vjpcheck.check(reshaped_linear, properties=['matches_autodiff'], dtypes=['float32'], reproduce_failure=(" in text
 
 
+def test_replay_line_for_dotted_name(registry):
+    import functools
+
+    @functools.partial(jax.custom_vjp)
+    def halve(x):
+        return x / 2
+
+    halve.defvjp(lambda x: (x / 2, None), lambda res, g: (g,))  # should be g / 2
+    rule = vc.register(halve, "(n)->(n)", name="ops.halve", registry=registry)
+    text = report_text(rule, properties=["matches_autodiff"], dtypes=["float32"], max_side=3)
+    assert "To replay this example: vjpcheck.check(rule, properties=['matches_autodiff']" in text
+    assert re.search(r", where rule is the vjpcheck rule 'ops.halve' declared at tests/test_check\.py:\d+", text)
+
+
 def test_report_leaves_out_hypothesis_replay(reshaped_linear):
     text = report_text(reshaped_linear, properties=["matches_autodiff"], dtypes=["float32"], max_side=3)
     assert "@reproduce_failure" not in text

@@ -459,3 +459,53 @@ def test_tree_signature_needs_output():
     with pytest.raises(vc.InvalidSpec) as info:
         vc.tree_signature({"W": "(h,d)"})
     assert "tree_signature() needs output=, the core shape of the one array the op returns" in str(info.value)
+
+
+INCOMPLETE_DECLARATIONS = '''
+import vjpcheck as vc
+
+UNUSED = vc.positive(5, 1)
+
+@vc.rule("(n)->(n)")
+def no_backward(x):
+    return 2 * x
+
+@vc.rule("(n)->(n)")
+def two_parameters(x):
+    return 2 * x
+
+@two_parameters.vjp
+def _(x, g):
+    return (2 * g,)
+
+@vc.rule("(n)->(n)")
+def complete(x):
+    return 3 * x
+
+@complete.vjp
+def _(x, out, g):
+    return (3 * g,)
+'''
+
+
+def test_incomplete_rules_are_one_error_each(tmp_path, capsys, forget_new_rules):
+    path = tmp_path / "incomplete.py"
+    path.write_text(INCOMPLETE_DECLARATIONS)
+    code = main(["check", str(path), "--max-examples", "5", "--dtype", "float32"])
+    out = capsys.readouterr().out
+    assert code == EXIT_ERROR
+    assert out.count("ERROR: no_backward [declaration]") == 1
+    assert "rule 'no_backward' has no backward rule" in out
+    assert out.count("ERROR: two_parameters [declaration]") == 1
+    assert "cannot be called as vjp(x, out, g)" in out
+    assert "no_backward [structure]" not in out
+    assert re.search(r"complete +│ structure +│ PASS", out)
+
+
+def test_unused_broken_spec_reported(tmp_path, capsys, forget_new_rules):
+    # A module name of its own, so that this test's import runs the module's body.
+    path = tmp_path / "unused_spec.py"
+    path.write_text(INCOMPLETE_DECLARATIONS)
+    main(["check", str(path), "--max-examples", "5", "--dtype", "float32", "--property", "structure"])
+    out = capsys.readouterr().out
+    assert "unused_spec.py:4: positive(min_value=5, max_value=1): min_value must be less than max_value." in out

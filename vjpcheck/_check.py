@@ -379,7 +379,7 @@ def _with_notes(
         seed = _SEED.search(text)
         if seed:
             replays.append(
-                f"To replay this run: vjpcheck.check({ctx.rule.name}, properties=[{name!r}], "
+                f"To replay this run: vjpcheck.check({_rule_expression(ctx.rule)}, properties=[{name!r}], "
                 f"dtypes=[{ctx.dtype.name!r}], seed={seed[1]}), or vjpcheck check --seed {seed[1]}"
             )
     replay = _replay_line(ctx, name, notes)
@@ -399,15 +399,23 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
         match = _BLOB.search(note)
         if match:
             line = (
-                f"To replay this example: vjpcheck.check({ctx.rule.name}, properties="
+                f"To replay this example: vjpcheck.check({_rule_expression(ctx.rule)}, properties="
                 f"[{name!r}], dtypes=[{ctx.dtype.name!r}], reproduce_failure=("
                 f"{match['version']}, {match['blob']}))"
             )
+            if not ctx.rule.name.isidentifier():
+                line += f", where rule is the vjpcheck rule {ctx.rule.name!r} declared at {ctx.rule.location}"
             if name == "composition":
                 partners = ", ".join(sorted({r.name for r in ctx.pool}))
                 line += f", with the same rules registered to chain with: {partners}"
             return line
     return None
+
+
+def _rule_expression(rule: Rule) -> str:
+    # A rule's name is usually the variable that stores it; a chain's ("a -> b") or a
+    # registered function's ("jax.nn.softmax") is no Python name, so say "rule".
+    return rule.name if rule.name.isidentifier() else "rule"
 
 
 def _timeout_message(ctx: Context, name: str, timeout: float) -> str:

@@ -31,6 +31,7 @@ from vjpcheck._jax_cache import JAX_CACHE_VARIABLE, cache_folder, enable_jax_cac
 from vjpcheck._outputs import build_records, write_json, write_junit_xml
 from vjpcheck._properties import PROPERTIES
 from vjpcheck._rules import SUPPORTED_DTYPES, BrokenRule, Rule, default_registry
+from vjpcheck._specs import take_unused_broken_specs
 from vjpcheck._strategies import ShapeOptions
 
 # Exit codes, in order of precedence when several apply:
@@ -55,7 +56,7 @@ class Problem:
     stage: str
     message: str
     # Whether the problem makes the exit code 2 rather than 3: a target that does not
-    # exist, or one whose import raised InvalidSpec.
+    # exist.
     usage: bool = False
     # For a declaration that raised, where it is, as path:line.
     location: str | None = None
@@ -434,7 +435,15 @@ def collect_rules(targets: Sequence[str]) -> tuple[list[Rule], list[Problem]]:
         problems.append(Problem(
             broken.name, "declaration", f"{broken.location}: {broken.error}", location=broken.location,
         ))
-    return [r for r in found if isinstance(r, Rule)], problems
+    # A rule that lacks its backward function, or has one with the wrong parameters, is
+    # one declaration problem, not one error per property.
+    incomplete = [r for r in found if isinstance(r, Rule) and r.missing]
+    for rule in incomplete:
+        problems.append(Problem(rule.name, "declaration", f"{rule.location}: {rule.missing}", location=rule.location))
+    # A spec that raised but that no declaration used would otherwise go unseen.
+    for spec in take_unused_broken_specs():
+        problems.append(Problem(spec.location, "declaration", f"{spec.location}: {spec.error}", location=spec.location))
+    return [r for r in found if isinstance(r, Rule) and not r.missing], problems
 
 
 def _import_reporting_failures(target: str, problems: list[Problem]) -> list[ModuleType]:
@@ -445,7 +454,9 @@ def _import_reporting_failures(target: str, problems: list[Problem]) -> list[Mod
         problems.append(Problem(target, "target", str(error), usage=True))
         return []
     except InvalidSpec as error:
-        problems.append(Problem(target, "target", f"{target}: {error}", usage=True))
+        # A declaration error that the module raised outside any rule declaration, such
+        # as a second @rule.vjp: an error in the code, not in the command line.
+        problems.append(Problem(target, "import", f"importing {target} failed: {error}"))
         return []
     except Exception as error:  # noqa: BLE001 - any import failure is reported, the others go on
         problems.append(Problem(target, "import", f"importing {target} failed:\n{_import_traceback(error)}"))
