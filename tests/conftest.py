@@ -18,6 +18,17 @@ def registry():
     return vc.Registry()
 
 
+@pytest.fixture
+def forget_new_rules():
+    """Remove the rules that the test added to the default registry, such as those of a
+    module that a command imported."""
+    before = list(vc.default_registry)
+    yield
+    for rule in list(vc.default_registry):
+        if not any(rule is b for b in before):
+            vc.default_registry.remove(rule)
+
+
 def pytest_sessionfinish(session):
     """Free JAX's compilation and tracing caches before the session ends.
 

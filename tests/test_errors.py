@@ -186,15 +186,6 @@ def _(x, out, g):
 '''
 
 
-@pytest.fixture
-def forget_new_rules():
-    before = list(vc.default_registry)
-    yield
-    for rule in list(vc.default_registry):
-        if not any(rule is b for b in before):
-            vc.default_registry.remove(rule)
-
-
 def test_mixed_module_checks_good_rules(tmp_path, capsys, forget_new_rules):
     path = tmp_path / "mixed_rules.py"
     path.write_text(textwrap.dedent(MIXED_MODULE))

@@ -599,15 +599,6 @@ def _(params, x, out, g):
 """
 
 
-@pytest.fixture
-def forget_new_rules():
-    before = list(vc.default_registry)
-    yield
-    for rule in list(vc.default_registry):
-        if not any(rule is b for b in before):
-            vc.default_registry.remove(rule)
-
-
 def test_command_reports_leaf_in_json(tmp_path, capsys, forget_new_rules):
     path = tmp_path / "cli_tree.py"
     path.write_text(textwrap.dedent(TREE_MODULE))
