@@ -209,6 +209,17 @@ def test_data_naming_several_leaves_rejected(registry):
     assert "[\"params['W']\", \"params['b']\"]" in str(info.value)
 
 
+def test_data_naming_unknown_leaf_rejected(registry):
+    with pytest.raises(vc.InvalidSpec) as info:
+
+        @vc.rule(vc.tree_signature(*AFFINE, output="(h)"), data="params['X']", registry=registry)
+        def affine(params, x):
+            return params["W"] @ x + params["b"]
+
+    assert "data=\"params['X']\" is neither a leaf nor an argument" in str(info.value)
+    assert "the arguments are ['params', 'x']" in str(info.value)
+
+
 def test_kinks_by_argument_name(registry):
     @vc.rule(vc.tree_signature(("(n)", "(n)"), output="(n)"), kinks={"pair": [0.0]}, registry=registry)
     def relu_sum(pair):

@@ -110,9 +110,13 @@ class TreeRule(Rule):
         return result
 
     def _data_leaf(self, rule_name: str, data: str | None, leaf_names: Sequence[str]) -> str | None:
-        if data is None or data not in self._nodes:
-            # Rule reports a name that is not a leaf, listing the leaves.
-            return data
+        if data is None:
+            return None
+        if data not in self._nodes:
+            raise InvalidSpec(
+                f"rule {rule_name!r}: data={data!r} is neither a leaf nor an argument; "
+                f"the leaves are {list(leaf_names)} and the arguments are {list(self.tree_names)}."
+            )
         leaves = self._nodes[data][1]
         if len(leaves) != 1:
             raise InvalidSpec(
