@@ -660,3 +660,29 @@ def test_argument_count_mismatch_message(registry):
             return params["W"]
 
     assert "declares 2 input(s), but the function takes (params)" in str(info.value)
+
+
+def test_nondiff_argnums_rejected_for_tree_rule(registry):
+    import functools
+
+    @functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+    def scaled(params, slope):
+        return slope * params["w"]
+
+    scaled.defvjp(lambda p, s: (s * p["w"], None), lambda s, res, g: ({"w": s * g},))
+    with pytest.raises(vc.InvalidSpec) as info:
+        vc.register(scaled, vc.tree_signature({"w": "(n)"}, output="(n)"), registry=registry)
+    assert "it has nondiff_argnums=(1,), but rules declared with tree_signature take no static arguments" in str(info.value)
+    assert "functools.partial" in str(info.value)
+
+
+def test_static_spec_rejected_before_parameter_count(registry):
+    from hypothesis import strategies as st
+
+    with pytest.raises(vc.InvalidSpec) as info:
+
+        @vc.rule(vc.tree_signature({"w": "(n)"}, output="(n)"), specs={"slope": vc.static(st.just(0.1))}, registry=registry)
+        def scaled(params, slope):
+            return slope * params["w"]
+
+    assert "specs give ['slope'] a vjpcheck.static(...) spec" in str(info.value)

@@ -588,7 +588,8 @@ def rule(signature: str | TreeSignature, **options: Any) -> Callable[[Callable],
             raise InvalidSpec(f"{fn.name!r} is already a vjpcheck rule; decorate it once.")
         rule_class = _rule_class(signature)
         if isinstance(fn, jax.custom_vjp):
-            _check_nondiff(fn, options)
+            if rule_class is Rule:  # a TreeRule rejects static arguments itself
+                _check_nondiff(fn, options)
             return rule_class(fn, signature, kind="custom_vjp", **options)
         if isinstance(fn, jax.custom_jvp):
             return rule_class(fn, signature, kind="autodiff", **options)
@@ -636,8 +637,10 @@ def register(fn: Callable, signature: str | TreeSignature, **options: Any) -> Ru
         if not callable(fn):
             raise InvalidSpec(f"vjpcheck.register() takes a function, not {fn!r}.")
         kind = "custom_vjp" if isinstance(fn, jax.custom_vjp) else "autodiff"
-        _check_nondiff(fn, options)
-        return _rule_class(signature)(fn, signature, kind=kind, **options)
+        rule_class = _rule_class(signature)
+        if rule_class is Rule:  # a TreeRule rejects static arguments itself
+            _check_nondiff(fn, options)
+        return rule_class(fn, signature, kind=kind, **options)
 
     name = options.get("name") or getattr(fn, "__name__", None) or repr(fn)
     return deferred(declare, name, options["location"], options.get("registry"))

@@ -49,6 +49,7 @@ class TreeRule(Rule):
         self._tree_fwd: Callable | None = None
         self._tree_bwd: Callable | None = None
         rule_name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        _reject_static_arguments(rule_name, fn, specs or {})
         self.tree_names = parameter_names(
             fn,
             len(signature.inputs),
@@ -95,13 +96,6 @@ class TreeRule(Rule):
                 f"rule {rule_name!r}: {option} name {unknown}, which are neither leaves nor "
                 f"arguments; the leaves are {list(leaf_names)} and the arguments are "
                 f"{list(self.tree_names)}."
-            )
-        statics = sorted(key for key, value in values.items() if isinstance(value, Static))
-        if statics:
-            raise InvalidSpec(
-                f"rule {rule_name!r}: specs give {statics} a vjpcheck.static(...) spec, but "
-                "rules declared with tree_signature take no static arguments. Fix the value "
-                "inside the op instead, for example with functools.partial."
             )
         result: dict[str, Any] = {}
         for key in sorted(values, key=lambda k: self._nodes[k][0]):
@@ -300,3 +294,17 @@ def _flat_reference(reference: Any, fn: Callable, signature: TreeSignature) -> A
         return reference(*signature.unflatten(leaves))
 
     return flat_reference
+
+
+def _reject_static_arguments(rule_name: str, fn: Callable, specs: Mapping[str, Any]) -> None:
+    """Raise before the parameter count is checked, because a static argument makes the
+    function take one more parameter than the tree signature lists."""
+    statics = sorted(key for key, value in specs.items() if isinstance(value, Static))
+    nondiff = tuple(getattr(fn, "nondiff_argnums", ()) or ())
+    if statics or nondiff:
+        what = f"specs give {statics} a vjpcheck.static(...) spec" if statics else f"it has nondiff_argnums={nondiff}"
+        raise InvalidSpec(
+            f"rule {rule_name!r}: {what}, but rules declared with tree_signature take no "
+            "static arguments. Fix the value inside the op instead, for example with "
+            "functools.partial, and declare the rule on the result."
+        )
