@@ -9,6 +9,7 @@ import re
 import textwrap
 import warnings
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -500,3 +501,21 @@ def test_unused_broken_spec_reported(tmp_path, capsys, forget_new_rules):
     main(["check", str(path), "--max-examples", "5", "--dtype", "float32", "--property", "structure"])
     out = capsys.readouterr().out
     assert "unused_spec.py:4: positive(min_value=5, max_value=1): min_value must be less than max_value." in out
+
+
+def test_shape_hint_only_for_shape_errors(registry):
+    # jax.pure_callback without vmap_method raises NotImplementedError under jax.vmap,
+    # whose message mentions dimensions but not a shape that fails the signature.
+    @vc.rule("(n)->(n)", registry=registry, reference=None)
+    def host_cube(x):
+        return jax.pure_callback(lambda a: np.asarray(a) ** 3, jax.ShapeDtypeStruct(x.shape, x.dtype), x)
+
+    @host_cube.vjp
+    def _(x, out, g):
+        return (3 * x**2 * g,)
+
+    report = vc.check_report(host_cube, properties=["transforms"], dtypes=["float32"], max_examples=5)
+    result = report.results[0]
+    assert result.outcome == "error"
+    assert "vmap_method" in result.message
+    assert "The shapes may not match the signature" not in result.message

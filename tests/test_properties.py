@@ -22,6 +22,13 @@ def check_one(rule, prop, **options):
     return vc.check(rule, properties=[prop], **options)
 
 
+def report_one(rule, prop, **options):
+    # check_report, because check() raises when no requested property applies.
+    options.setdefault("dtypes", ["float32"])
+    options.setdefault("max_side", 3)
+    return vc.check_report(rule, properties=[prop], **options)
+
+
 def failure_text(rule, prop, **options):
     with pytest.raises(vc.RuleMismatch) as info:
         check_one(rule, prop, **options)
@@ -389,8 +396,14 @@ def test_flattening_tolerates_forward_mode_underflow(registry):
     assert report.results[0].outcome == "passed"
 
 
+def test_check_raises_when_nothing_applies(registry):
+    with pytest.raises(vc.InvalidSpec) as info:
+        check_one(make_softmax(registry, full_softmax_backward), "flattening")
+    assert "no property requested for rule 'softmax' applies to it (flattening: the rule has no matrix input)" in str(info.value)
+
+
 def test_flattening_not_applicable_without_matrix(registry):
-    report = check_one(make_softmax(registry, full_softmax_backward), "flattening")
+    report = report_one(make_softmax(registry, full_softmax_backward), "flattening")
     result = report.results[0]
     assert result.outcome == "not applicable"
     assert result.message == "the rule has no matrix input"
@@ -419,6 +432,17 @@ def test_composition_blames_the_wrong_link(registry):
 def test_composition_spares_rule_with_wrong_partner(registry):
     linear = make_linear(registry, correct_weight_grad)
     make_relu(registry, lambda x, out, g: jnp.where(out >= 0, g, 0.0))
+    report = check_one(linear, "composition", max_examples=60)
+    result = report.results[0]
+    assert result.outcome == "passed"
+    assert result.discarded["a partner rule in the chain is wrong: 'relu'"] > 0
+
+
+def test_composition_spares_rule_with_malformed_partner(registry):
+    # The partner returns a float16 cotangent for a float32 input: its own 'structure'
+    # fails, and chains with it are discarded for the correct rule, not failed.
+    linear = make_linear(registry, correct_weight_grad)
+    make_relu(registry, lambda x, out, g: jnp.where(x > 0, g, 0.0).astype(jnp.float16))
     report = check_one(linear, "composition", max_examples=60)
     result = report.results[0]
     assert result.outcome == "passed"
@@ -472,7 +496,7 @@ def test_composition_blames_wrong_output(registry):
 
 
 def test_composition_not_applicable_without_partner(registry):
-    report = check_one(make_cross_entropy(registry, scaled_cross_entropy_backward), "composition")
+    report = report_one(make_cross_entropy(registry, scaled_cross_entropy_backward), "composition")
     result = report.results[0]
     assert result.outcome == "not applicable"
     assert "no registered rule chains with 'cross_entropy'" in result.message
@@ -651,7 +675,7 @@ def test_second_order_catches_stop_gradient(registry):
 
 
 def test_second_order_needs_declaration(registry):
-    report = check_one(make_scale(registry, lambda x, g: 3 * g), "second_order")
+    report = report_one(make_scale(registry, lambda x, g: 3 * g), "second_order")
     assert report.results[0].outcome == "not applicable"
     assert report.results[0].message == "the rule does not declare second_order=True"
 

@@ -161,11 +161,13 @@ def check(
         error (default: no limit). It works in the main thread only.
 
     Returns:
-      A `CheckReport` when every property passed or does not apply.
+      A `CheckReport` when every property passed or does not apply, and at least one
+      applies.
 
     Raises:
       RuleMismatch: a property failed; the message holds every failure report.
-      InvalidSpec: the call or the rule's declaration is invalid.
+      InvalidSpec: the call or the rule's declaration is invalid, or no requested
+        property applies to the rule.
 
     >>> # report = vjpcheck.check(linear, max_examples=50)
     """
@@ -195,6 +197,13 @@ def check(
     if failed or errors:
         text = "\n\n".join(r.message for r in failed + errors)
         raise RuleMismatch(f"{len(failed) + len(errors)} properties of rule {rule.name!r} failed.\n\n{text}")
+    if report.results and all(r.outcome == NOT_APPLICABLE for r in report.results):
+        # Returning would let a test that wraps check() pass without checking anything.
+        reasons = "; ".join(f"{r.property}: {r.message}" for r in report.results)
+        raise InvalidSpec(
+            f"no property requested for rule {rule.name!r} applies to it ({reasons}). "
+            "Request properties that apply, or vjpcheck.check_report() to inspect the outcomes."
+        )
     return report
 
 
@@ -414,7 +423,7 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
 
 def _rule_expression(rule: Rule) -> str:
     # A rule's name is usually the variable that stores it; a chain's ("a -> b") or a
-    # registered function's ("jax.nn.softmax") is no Python name, so say "rule".
+    # registered function's ("jax.nn.softmax") is no Python name, so the line uses "rule".
     return rule.name if rule.name.isidentifier() else "rule"
 
 

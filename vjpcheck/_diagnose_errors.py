@@ -132,7 +132,10 @@ def _advice(error: BaseException, rule: Rule, culprit: str) -> str | None:
             "An argument is used as an index but was drawn as a real array. Declare it "
             "with specs={'name': vjpcheck.index('n')}, where n is the dimension it indexes."
         )
-    if culprit == "its op" and any(word in message for word in _SHAPE_WORDS):
+    # JAX raises TypeError or ValueError for shapes that do not fit. Other errors that
+    # mention a dimension, such as a NotImplementedError about vmap, are not about shapes.
+    shape_error = isinstance(error, (TypeError, ValueError, IndexError))
+    if culprit == "its op" and shape_error and any(word in message for word in _SHAPE_WORDS):
         return (
             f"The shapes may not match the signature {rule.signature.text!r}: vjpcheck "
             "gives dimensions with the same name the same size and, where it can, "

@@ -62,6 +62,19 @@ Header = Callable[[], str]
 
 def require_structure(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray, header: Header) -> None:
     problems = kernels.structure_problems(rule, example.primals, cotangent, ctx.dtype, example.output_shape)
+    if problems and isinstance(rule, Chain) and rule is not ctx.rule:
+        # A chain drawn to test the rule in composition: a partner's malformed
+        # cotangents are the partner's failure, shown by its own 'structure' property.
+        own = getattr(ctx.rule, "links", (ctx.rule,))
+        prefixes = tuple(f"in link {link.name!r} ({link.location}):" for link in own)
+        mine = [p for p in problems if p.startswith(prefixes)]
+        if not mine:
+            partners = sorted({
+                repr(link.name) for link in rule.links
+                if any(p.startswith(f"in link {link.name!r} ({link.location}):") for p in problems)
+            })
+            ctx.stats.discard(f"a partner rule in the chain is wrong: {', '.join(partners)}")
+        problems = mine
     if problems:
         raise RuleMismatch(header() + "\n" + "\n".join(problems))
 
