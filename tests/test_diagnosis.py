@@ -722,3 +722,52 @@ def test_determinism_prints_plain_numbers(registry):
     case = CATALOGUE["python-state"]
     text = failure_text(make_rule(registry, case, case.wrong), case.prop)
     assert "np.float64(" not in text
+
+
+# ----------------------------------------------------------------------------------
+# Confirmation on a larger random input
+
+
+def test_confirm_keeps_pattern_seen_on_both():
+    first = Evidence(name="x", obtained=np.array([0.0, -2.0]), expected=np.array([0.0, 2.0]))
+    dense = Evidence(name="x", obtained=np.array([-1.0, -3.0, 2.0]), expected=np.array([1.0, 3.0, -2.0]))
+    assert diagnosis.confirm(first, dense) == "sign flipped: the cotangent for 'x' is minus the expected one."
+
+
+def test_confirm_drops_pattern_of_small_example():
+    # Two elements are proportional by chance; three are not.
+    first = Evidence(name="x", obtained=np.array([3.0, -3.0]), expected=np.array([1.0, -1.0]))
+    dense = Evidence(name="x", obtained=np.array([3.0, -1.0, 5.0]), expected=np.array([1.0, -2.0, 1.0]))
+    assert diagnosis.confirm(first, dense) == diagnosis.NO_PATTERN
+
+
+def test_confirm_prefers_pattern_of_dense_input():
+    first = Evidence(name="x", obtained=np.array([0.0, 0.0]), expected=np.array([0.0, 1.0]))
+    dense = Evidence(name="x", obtained=np.array([-1.0, -3.0, 2.0]), expected=np.array([1.0, 3.0, -2.0]))
+    assert diagnosis.confirm(first, dense) == (
+        "sign flipped: the cotangent for 'x' is minus the expected one. (This shows on a larger "
+        "random input; the example above is too small to tell.)"
+    )
+
+
+def test_confirm_without_dense_input():
+    first = Evidence(name="x", obtained=np.array([0.0, -2.0]), expected=np.array([0.0, 2.0]))
+    assert diagnosis.confirm(first, None) == "sign flipped: the cotangent for 'x' is minus the expected one."
+
+
+def test_layer_norm_without_variance_term_not_misnamed(registry):
+    # At n = 2 both the right and the wrong cotangent are multiples of (1, -1), so a
+    # constant factor fits the shrunk example; on a larger input it does not.
+    @vc.rule("(n)->(n)", registry=registry, name="normalize")
+    def normalize(x):
+        centred = x - x.mean()
+        return centred / jnp.sqrt((centred**2).mean() + 1e-5)
+
+    @normalize.vjp
+    def _(x, out, g):
+        rstd = 1 / jnp.sqrt(((x - x.mean()) ** 2).mean() + 1e-5)
+        return (rstd * (g - g.mean()),)  # the variance term is missing
+
+    text = failure_text(normalize, "matches_autodiff")
+    assert "Diagnosis: no known pattern." in text
+    assert "off by a constant factor" not in text

@@ -172,11 +172,37 @@ DETECTORS: Sequence[Callable[[Evidence], str | None]] = (
 
 def diagnose(evidence: Evidence) -> str:
     """Return the first matching pattern's sentence, or `NO_PATTERN`."""
+    return find_pattern(evidence)[0]
+
+
+def find_pattern(evidence: Evidence) -> tuple[str, Callable[[Evidence], str | None] | None]:
+    """Return the first matching pattern's sentence and its detector, or
+    (`NO_PATTERN`, None)."""
     for detector in DETECTORS:
         sentence = detector(evidence)
         if sentence:
-            return sentence
-    return NO_PATTERN
+            return sentence, detector
+    return NO_PATTERN, None
+
+
+def confirm(first: Evidence, dense: Evidence | None) -> str:
+    """Return the diagnosis of ``first``, checked against ``dense``, the same mistake on a
+    random, slightly larger input with no zeros.
+
+    A shrunk example is small and sparse, so a wrong pattern can fit it by chance: an
+    all-zero slice makes a missing batch sum look like a zero cotangent, and two
+    elements are always proportional. Where the dense input names another pattern, that
+    one is the diagnosis; where it fits none, neither is named.
+    """
+    sentence, detector = find_pattern(first)
+    if detector is None or dense is None:
+        return sentence
+    dense_sentence, dense_detector = find_pattern(dense)
+    if dense_detector is detector:
+        return sentence
+    if dense_detector is None:
+        return NO_PATTERN
+    return f"{dense_sentence} (This shows on a larger random input; the example above is too small to tell.)"
 
 
 def shape_hint(obtained_shape: tuple[int, ...], expected_shape: tuple[int, ...]) -> str | None:

@@ -18,6 +18,7 @@ from vjpcheck._context import Context
 from vjpcheck._errors import RuleMismatch
 from vjpcheck._report import describe_inputs, failure_header
 from vjpcheck._rules import Rule
+from vjpcheck._specs import Index, Positive, Real
 from vjpcheck._strategies import Example
 from vjpcheck._strategies import draw_example as draw_primals
 
@@ -218,9 +219,70 @@ def diagnoser(ctx: Context, rule: Rule, example: Example, cotangent: np.ndarray,
             sizes=example.sizes,
             cotangent=u,
         )
-        return diagnosis.diagnose(evidence)
+        if "dense" not in cache:
+            cache["dense"] = _dense_evidence(rule, example, u)
+        dense = cache["dense"][position] if cache["dense"] is not None else None
+        return diagnosis.confirm(evidence, dense)
 
     return diagnose
+
+
+# Seeded, so that a failure report is the same on every run.
+_DENSE_SEED = 20261204
+
+
+def _dense_evidence(rule: Rule, example: Example, cotangent: np.ndarray) -> list[diagnosis.Evidence] | None:
+    """Evaluate the rule and the truth in float64 on a random input with every named
+    dimension one larger than in the example, and return the evidence for each real
+    input. Return None where a spec is not a plain range, because a uniform draw would
+    leave a domain such as spd().
+
+    One larger, because at size 2 any two-element vectors that sum to zero are
+    proportional, so a constant factor fits many mistakes there.
+    """
+    rng = np.random.default_rng(_DENSE_SEED)
+    sizes = {name: size + 1 for name, size in example.sizes.items()}
+    shapes, output_shape = rule.signature.shapes(sizes)
+    primals = []
+    for spec, value, shape in zip(rule.specs, example.primals, shapes):
+        if isinstance(spec, Index):
+            primals.append(rng.integers(0, sizes[spec.dim], size=shape).astype(np.asarray(value).dtype))
+        elif type(spec) in (Real, Positive):
+            primals.append(rng.uniform(spec.min_value, spec.max_value, size=shape))
+        else:
+            return None
+    high = tuple(primals)
+    u = rng.uniform(-1.0, 1.0, size=output_shape)
+    ones = np.ones_like(u)
+    exact = tuple(map(kernels.exact_size, high))
+    with num.truth_mode():
+        _, obtained, _, _ = kernels.rule_pullback(rule, False)(high, exact, u, kernels.exact_size(u), None, None)
+        (_, expected), _, overflowed = kernels.truth_pullback(rule)(high, exact, u, kernels.exact_size(u))
+        (_, for_ones), _, _ = kernels.truth_pullback(rule)(high, exact, ones, kernels.exact_size(ones))
+    expected = [np.asarray(e, np.float64) for e in expected]
+    if bool(overflowed) or not judging.is_finite(expected) or not judging.is_finite(obtained):
+        return None
+    names = [rule.arg_names[j] for j in rule.float_inputs]
+    result = []
+    for position, i in enumerate(rule.float_inputs):
+        diagonal = None
+        if np.size(high[i]) == np.size(u) and np.size(u) > 1:
+            with num.truth_mode():
+                diagonal = np.asarray(kernels.diagonal_kernel(rule, i)(high, u), np.float64)
+        result.append(diagnosis.Evidence(
+            name=rule.arg_names[i],
+            obtained=np.asarray(obtained[position], np.float64),
+            expected=expected[position],
+            others={
+                names[k]: value for k, value in enumerate(expected)
+                if k != position and np.shape(value) == np.shape(expected[position])
+            },
+            for_ones=np.asarray(for_ones[position], np.float64),
+            diagonal_only=diagonal,
+            sizes=sizes,
+            cotangent=u,
+        ))
+    return result
 
 
 def subgradients(rule: Rule, example: Example, cotangent: np.ndarray, pulled: kernels.Pullbacks):
