@@ -357,6 +357,8 @@ def test_adjoint_catches_wrong_rule_without_reference(registry):
     text = failure_text(cube, "adjoint")
     assert "Finite differences" in text
     assert "Forward mode" not in text
+    assert "with Df(X)[H] from central finite differences (the rule declares no reference)." in text
+    assert "jax.jvp" not in text
 
 
 # ----------------------------------------------------------------------------------
@@ -725,3 +727,19 @@ def test_finite_differences_inconclusive_at_jump(registry):
     result = check_one(step_up, "finite_differences").results[0]
     assert result.outcome == "inconclusive"
     assert "finite differences could not judge " in result.message
+
+
+def test_adjoint_says_forward_mode_agreed(registry):
+    # The op scales by a stop_gradient factor, so its VJP matches JAX's derivative but
+    # not the op's finite differences.
+    @vc.rule("(n)->(n)", registry=registry, name="scaled_sg")
+    def scaled_sg(x):
+        return x * jax.lax.stop_gradient(jnp.sum(x**2) + 1)
+
+    @scaled_sg.vjp
+    def _(x, out, g):
+        return (g * (jnp.sum(x**2) + 1),)
+
+    text = failure_text(scaled_sg, "adjoint")
+    assert "Forward mode (jax.jvp of the reference) agrees with the rule here" in text
+    assert "the op may use stop_gradient" in text

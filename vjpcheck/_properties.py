@@ -47,6 +47,8 @@ class Property:
     not_applicable: Callable[[Rule, Sequence[Rule]], str | None]
     # Properties that expect many discards let Hypothesis go on drawing.
     many_discards: bool = False
+    # The sentence for a rule without a reference, where it differs.
+    sentence_without_reference: str | None = None
 
 
 # ----------------------------------------------------------------------------------
@@ -128,6 +130,12 @@ def _adjoint(ctx: Context, data: DataObject) -> None:
     failure, ratio = (None, 0.0) if sides is not None else _judge_finite_differences(ctx, truth, obtained, scale, bound, step)
     ratios.append(ratio)
     if failure:
+        if rule.reference is not None and not failures:
+            failure += (
+                "\nForward mode (jax.jvp of the reference) agrees with the rule here, so the "
+                "op's finite differences and JAX's derivative of the reference differ: the op "
+                "may use stop_gradient, or a custom derivative that is not its derivative."
+            )
         failures.append(failure)
     if failures and len(rule.float_inputs) > 1:
         failures.append(_blame_inputs(ctx, rule, pulled, high, tangents, cotangent, step))
@@ -411,6 +419,10 @@ ADJOINT = Property(
     "finite differences.",
     _adjoint,
     _always,
+    sentence_without_reference=(
+        "<U, Df(X)[H]> = sum_i <H_i, G_i> for drawn tangents H and cotangent U, with "
+        "Df(X)[H] from central finite differences (the rule declares no reference)."
+    ),
 )
 FLATTENING = Property(
     "flattening",

@@ -92,7 +92,10 @@ def _heading(ctx: Context, rule: Rule, prop: Named, example: Example, extra: str
     inputs = describe_inputs(rule.arg_names, num.cast_floats(example.primals, ctx.dtype), example.output_shape, ctx.dtype)
     if rule.bound_statics:
         inputs += f"; static arguments {rule.bound_statics}"
-    header = failure_header(subject.name, subject.location, prop.name, prop.sentence, inputs)
+    sentence = prop.sentence
+    if rule.reference is None and getattr(prop, "sentence_without_reference", None):
+        sentence = prop.sentence_without_reference
+    header = failure_header(subject.name, subject.location, prop.name, sentence, inputs)
     return header + (f"\n{extra}" if extra else "")
 
 
