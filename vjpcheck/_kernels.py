@@ -194,21 +194,27 @@ def difference_gradient_kernel(rule: Rule) -> Callable:
     return jax.jit(run)
 
 
+def _flat_jacobian(reference: Callable, primals, index: int):
+    """Return the explicit Jacobian (jax.jacfwd) of the row-major flattened output of
+    ``reference`` with respect to its flattened input ``index``."""
+    shape = primals[index].shape
+
+    def flat_function(flat_input):
+        full = list(primals)
+        full[index] = flat_input.reshape(shape)
+        return reference(*full).reshape(-1)
+
+    return jax.jacfwd(flat_function)(primals[index].reshape(-1))
+
+
 @functools.lru_cache(maxsize=_CACHE_SIZE)
 def flattening_kernel(rule: Rule, index: int) -> Callable:
     """Jitted, in float64: Phi^-1(J^T Phi(U)) for input ``index``."""
     reference = rule.reference
 
     def run(primals, cotangent):
-        shape = primals[index].shape
-
-        def flat_function(flat_input):
-            full = list(primals)
-            full[index] = flat_input.reshape(shape)
-            return reference(*full).reshape(-1)
-
-        jacobian = jax.jacfwd(flat_function)(primals[index].reshape(-1))
-        return (jacobian.T @ cotangent.reshape(-1)).reshape(shape)
+        jacobian = _flat_jacobian(reference, primals, index)
+        return (jacobian.T @ cotangent.reshape(-1)).reshape(primals[index].shape)
 
     return jax.jit(run)
 
@@ -220,15 +226,8 @@ def diagonal_kernel(rule: Rule, index: int) -> Callable:
     reference = rule.reference
 
     def run(primals, cotangent):
-        shape = primals[index].shape
-
-        def flat_function(flat_input):
-            full = list(primals)
-            full[index] = flat_input.reshape(shape)
-            return reference(*full).reshape(-1)
-
-        jacobian = jax.jacfwd(flat_function)(primals[index].reshape(-1))
-        return (jnp.diagonal(jacobian) * cotangent.reshape(-1)).reshape(shape)
+        jacobian = _flat_jacobian(reference, primals, index)
+        return (jnp.diagonal(jacobian) * cotangent.reshape(-1)).reshape(primals[index].shape)
 
     return jax.jit(run)
 
