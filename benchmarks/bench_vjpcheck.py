@@ -994,18 +994,18 @@ within {memory:g}x of the primal's size, and its cost should grow linearly with 
 # design costs, without numbers, so that it stays true whatever a run measures.
 OBSTACLES = """### What stands in the way
 
-- **Compilation.** vjpcheck compiles one kernel per rule, property, dtype and shape:
-  the rule in the dtype under test with its running error bound, the reference in
-  float64 with its own bound, JAX's autodiff of the reference in float32, and central
-  differences. check_grads compiles fewer and smaller functions. The *compiling s*
+- **Compilation.** vjpcheck compiles its kernels once per rule, property, dtype and
+  shape. They are the rule in the dtype under test with its running error bound, the
+  reference in float64 with its own bound, JAX's autodiff of the reference in float32,
+  and central differences. check_grads compiles fewer and smaller functions. The *compiling s*
   column of the real run shows that compilation takes most of a run. JAX's persistent
   compilation cache (`vjpcheck check --jax-cache DIR`, see docs/ci.md) removes most of
   it from later runs with the same shapes. Once its kernels are compiled, vjpcheck
   costs about as much per example as check_grads (the steady-state table).
-- **The oracles.** Against one jitted forward and backward pass, each vjpcheck example
-  also runs the float64 truth, forward mode, finite differences at seven step sizes
-  (14 evaluations of the op), and the error bounds, which carry a magnitude next to
-  every value. That is what makes a verdict trustworthy at 16 epsilons, and it is
+- **The oracles.** A jitted `jax.vjp` is one forward and one backward pass. Each
+  vjpcheck example also runs the float64 truth, forward mode, finite differences at
+  seven step sizes (14 evaluations of the op), and the error bounds, which carry a
+  magnitude next to every value. That is what makes a verdict trustworthy at 16 epsilons, and it is
   what the adjoint scaling table measures. Fewer finite-difference steps, evaluated
   only when the first two disagree, would cut the cost, but not to 5x.
 - **Memory.** The float64 copies of the inputs, the magnitude arrays and the residuals

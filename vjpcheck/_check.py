@@ -422,8 +422,8 @@ def _replay_line(ctx: Context, name: str, notes: Sequence[str]) -> str | None:
 
 
 def _rule_expression(rule: Rule) -> str:
-    # A rule's name is usually the variable that stores it; a chain's ("a -> b") or a
-    # registered function's ("jax.nn.softmax") is no Python name, so the line uses "rule".
+    # A rule's name is usually the variable that stores it. A chain's name ("a -> b") or
+    # a registered function's ("jax.nn.softmax") is no Python name, so the line uses "rule".
     return rule.name if rule.name.isidentifier() else "rule"
 
 

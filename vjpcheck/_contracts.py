@@ -148,11 +148,11 @@ def determinism(ctx: Context, data: DataObject) -> None:
     steps.settle(ctx, header, failures, 0.0, ambiguous=False)
 
 
-def _differences(rule: Rule, what: str, first: list[np.ndarray], second: list[np.ndarray]) -> list[str]:
+def _differences(rule: Rule, comparison: str, first: list[np.ndarray], second: list[np.ndarray]) -> list[str]:
     return [
         f"{label}: the two calls differ in {int(np.sum(~_same(x, y)))} of {x.size} elements; "
         f"first {_first_difference(x, y)}."
-        for label, x, y in zip(_labels(rule, what), first, second)
+        for label, x, y in zip(_labels(rule, comparison), first, second)
         if not np.all(_same(x, y))
     ]
 

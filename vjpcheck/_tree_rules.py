@@ -302,9 +302,9 @@ def _reject_static_arguments(rule_name: str, fn: Callable, specs: Mapping[str, A
     statics = sorted(key for key, value in specs.items() if isinstance(value, Static))
     nondiff = tuple(getattr(fn, "nondiff_argnums", ()) or ())
     if statics or nondiff:
-        what = f"specs give {statics} a vjpcheck.static(...) spec" if statics else f"it has nondiff_argnums={nondiff}"
+        cause = f"specs give {statics} a vjpcheck.static(...) spec" if statics else f"it has nondiff_argnums={nondiff}"
         raise InvalidSpec(
-            f"rule {rule_name!r}: {what}, but rules declared with tree_signature take no "
+            f"rule {rule_name!r}: {cause}, but rules declared with tree_signature take no "
             "static arguments. Fix the value inside the op instead, for example with "
             "functools.partial, and declare the rule on the result."
         )

@@ -200,9 +200,9 @@ def tuple_problems(returned: Any, names: Sequence[str]) -> list[str]:
     if isinstance(returned, list):
         return [f"the backward rule returned a list; return a tuple of {n} {cotangents} ({listed})."]
     if not isinstance(returned, tuple):
-        what = short_array(returned) if hasattr(returned, "shape") else type(returned).__name__
+        returned_kind = short_array(returned) if hasattr(returned, "shape") else type(returned).__name__
         return [
-            f"the backward rule returned a single {what}; return a tuple with one cotangent "
+            f"the backward rule returned a single {returned_kind}; return a tuple with one cotangent "
             f"per input ({listed}), such as (g,) for one input."
         ]
     if len(returned) != n:
