@@ -599,6 +599,16 @@ def make_counting(registry):
     return make_scale(registry, backward)
 
 
+def test_transforms_discards_unbounded_rounding(registry):
+    # An infinite rounding bound means an unknown error, so the example is discarded
+    # and counted instead of judged as if the values were exact.
+    rule = make_scale(registry, lambda x, g: g * jnp.minimum(jnp.exp(100.0 + 0 * x), 1.0))
+    report = vc.check_report(rule, properties=["transforms"], dtypes=["float32"], max_side=3)
+    result = report.results[0]
+    assert result.outcome == "error"
+    assert result.discarded["rule's intermediate values overflowed"] > 0
+
+
 def test_transforms_passes_pure_rule(registry):
     check_one(make_scale(registry, lambda x, g: 3 * g), "transforms")
 

@@ -209,7 +209,9 @@ def transforms(ctx: Context, data: DataObject) -> None:
 
 
 def _scales(sizes: Sequence[np.ndarray], values: Sequence[np.ndarray]) -> list[np.ndarray]:
-    return [np.where(np.isfinite(s), s, 0.0) + np.abs(v) for s, v in zip(sizes, values)]
+    # An infinite bound stays infinite, so that _compare discards the example: its
+    # error is unknown, not zero.
+    return [s + np.abs(v) for s, v in zip(sizes, values)]
 
 
 def _vmapped(ctx: Context, rule: Rule, batch) -> list[np.ndarray]:
